@@ -1,0 +1,95 @@
+"""Figures the lessons draw; each returns its matplotlib Figure so tests can inspect it."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .dtypes import FLOAT_LAYOUTS, all_finite_values, decompose, dtype_name, resolve_dtype
+from .sizes import FORMAT_BITS, model_memory_bytes
+
+__all__ = ["FIELD_COLOURS", "plot_bit_layout", "plot_value_spacing", "plot_bytes_per_parameter",
+           "plot_model_memory"]
+
+FIELD_COLOURS = {"sign": "#d62728", "exponent": "#1f77b4", "mantissa": "#2ca02c"}
+
+
+def plot_bit_layout(value: float, dtype: torch.dtype | str, ax=None) -> Figure:
+    """One box per bit, coloured by field (sign / exponent / mantissa), titled with the stored value."""
+    parts = decompose(value, dtype)
+    layout = FLOAT_LAYOUTS[parts.dtype]
+    fields = ["sign"] + ["exponent"] * layout.exponent_bits + ["mantissa"] * layout.mantissa_bits
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4.0, 0.32 * layout.bits + 1), 1.6), layout="constrained")
+    for i, (bit, field) in enumerate(zip(parts.bits, fields)):
+        ax.add_patch(Rectangle((i, 0), 0.92, 1, color=FIELD_COLOURS[field], alpha=0.85))
+        ax.text(i + 0.46, 0.5, bit, ha="center", va="center", color="white", fontsize=10, fontweight="bold")
+    for field, colour in FIELD_COLOURS.items():
+        ax.plot([], [], "s", color=colour, label=field)
+    ax.set_xlim(0, layout.bits)
+    ax.set_ylim(-0.5, 1)
+    ax.axis("off")
+    ax.legend(loc="lower center", ncol=3, frameon=False, fontsize=8, borderaxespad=0)
+    ax.set_title(f"{value!r} stored as {dtype_name(parts.dtype)} = {parts.value!r} ({layout.bits} bits)", fontsize=10)
+    return ax.figure
+
+
+def plot_value_spacing(dtypes: tuple[str, ...] = ("float8_e4m3fn", "float8_e5m2", "float16", "bfloat16"),
+                       xlim: tuple[float, float] = (2.0**-20, 2.0**20), ax=None) -> Figure:
+    """Gap to the next representable value vs the value itself (log-log), within xlim: range and precision."""
+    if ax is None:
+        _, ax = plt.subplots()
+    for name in dtypes:
+        values = all_finite_values(resolve_dtype(name))
+        positive = values[(values > 0) & (values <= xlim[1])]
+        gaps = positive[1:] - positive[:-1]
+        ax.step(positive[:-1].numpy(), gaps.numpy(), where="post", label=dtype_name(resolve_dtype(name)))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlim(*xlim)
+    ax.set_xlabel("value x (log scale)")
+    ax.set_ylabel("gap to next representable value")
+    ax.set_title("Floats are dense near 0 and sparse far away")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_bytes_per_parameter(ax=None) -> Figure:
+    """Bar chart: bytes one parameter needs in each format."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3))
+    names = list(FORMAT_BITS)
+    values = [FORMAT_BITS[n] / 8 for n in names]
+    bars = ax.bar(names, values, color=plt.cm.viridis(np.linspace(0.15, 0.85, len(names))))
+    ax.bar_label(bars, labels=[f"{v:g} B" for v in values])
+    ax.set_ylabel("bytes per parameter")
+    ax.set_title("Storage per parameter")
+    ax.set_ylim(0, max(values) * 1.2)
+    return ax.figure
+
+
+def plot_model_memory(param_counts: dict[str, int], formats: tuple[str, ...] = tuple(FORMAT_BITS),
+                      budget_bytes: float | None = 16e9, ax=None) -> Figure:
+    """Grouped bars: weight memory of each model in each format (log scale), with a RAM budget line."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(formats)
+    x = np.arange(len(param_counts))
+    colours = plt.cm.viridis(np.linspace(0.15, 0.85, len(formats)))
+    for i, (fmt, colour) in enumerate(zip(formats, colours)):
+        gigabytes = [model_memory_bytes(n, fmt) / 1e9 for n in param_counts.values()]
+        ax.bar(x + (i - (len(formats) - 1) / 2) * width, gigabytes, width, label=fmt, color=colour)
+    if budget_bytes:
+        ax.axhline(budget_bytes / 1e9, color="#d62728", linestyle="--", linewidth=1)
+        ax.text(-0.45, budget_bytes / 1e9 * 1.15, f"a {budget_bytes / 1e9:g} GB laptop",
+                color="#d62728", ha="left", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xticks(x, list(param_counts))
+    ax.set_ylabel("weights memory (GB, log scale)")
+    ax.set_title("How much memory the weights alone need")
+    ax.legend(ncol=len(formats), fontsize=8, loc="upper left")
+    ax.set_ylim(top=ax.get_ylim()[1] * 8)  # room for the legend above the tallest bars
+    return ax.figure

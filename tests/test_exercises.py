@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+import helper
+
+
+@pytest.mark.parametrize("exercise, answer", [
+    ("01.bf16_memory_7b", 14_000_000_000),
+    ("01.fp16_bits_of_minus_2_5", "1 10000 0100000000"),
+    ("01.bf16_stored_0_1", 0.10009765625),
+    ("01.int8_range", (-128, 127)),
+])
+def test_right_answers_are_accepted(exercise, answer):
+    feedback = helper.evaluate(exercise, answer)
+    assert feedback.correct, feedback.message
+    assert str(feedback).startswith("Right!")
+
+
+@pytest.mark.parametrize("exercise, answer, hint", [
+    ("01.bf16_memory_7b", 14, "size in GB"),
+    ("01.bf16_memory_7b", 28_000_000_000, "FP32 size"),
+    ("01.bf16_memory_7b", 112_000_000_000, "counts bits"),
+    ("01.bf16_memory_7b", "14GB", "number of bytes"),
+    ("01.fp16_bits_of_minus_2_5", "0 10000 0100000000", "sign bit"),
+    ("01.fp16_bits_of_minus_2_5", "1 01111 0100000000", "exponent is off"),
+    ("01.fp16_bits_of_minus_2_5", "1 10000 1000000000", "mantissa is off"),
+    ("01.fp16_bits_of_minus_2_5", "1100", "16 bits"),
+    ("01.bf16_stored_0_1", 0.1, "no exact binary form"),
+    ("01.bf16_stored_0_1", helper.stored_value(0.1, torch.float16), "what fp16 stores"),
+    ("01.bf16_stored_0_1", 0.1001, "close"),
+    ("01.int8_range", (0, 255), "uint8"),
+    ("01.int8_range", (-127, 127), "one more negative"),
+    ("01.int8_range", ..., "replace ..."),
+])
+def test_wrong_answers_get_specific_feedback(exercise, answer, hint):
+    feedback = helper.evaluate(exercise, answer)
+    assert not feedback.correct
+    assert hint in feedback.message
+
+
+def test_check_prints_feedback(capsys):
+    helper.check("01.int8_range", (-128, 127))
+    assert capsys.readouterr().out.startswith("Right!")
+
+
+def test_unknown_exercise():
+    with pytest.raises(ValueError, match="unknown exercise '01.nope'; known: 01.bf16_memory_7b"):
+        helper.evaluate("01.nope", 1)

@@ -1,0 +1,42 @@
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+import helper  # noqa: E402
+from helper.plots import FIELD_COLOURS  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_bit_layout_has_one_box_per_bit_in_field_colours():
+    fig = helper.plot_bit_layout(1 / 3, "bf16")
+    boxes = fig.axes[0].patches
+    assert len(boxes) == 16
+    colours = [matplotlib.colors.to_hex(b.get_facecolor()) for b in boxes]
+    assert colours[0] == FIELD_COLOURS["sign"] and colours[1:9] == [FIELD_COLOURS["exponent"]] * 8
+    assert colours[9:] == [FIELD_COLOURS["mantissa"]] * 7
+    assert [t.get_text() for t in fig.axes[0].texts] == list(helper.to_bits(1 / 3, "bf16"))
+    assert "0.333984375" in fig.axes[0].get_title()
+
+
+def test_value_spacing_plots_each_format():
+    fig = helper.plot_value_spacing(("float16", "bfloat16"))
+    assert [line.get_label() for line in fig.axes[0].lines] == ["float16", "bfloat16"]
+
+
+def test_bytes_per_parameter_bars():
+    fig = helper.plot_bytes_per_parameter()
+    assert [b.get_height() for b in fig.axes[0].patches] == [4, 2, 2, 1, 1, 0.5]
+
+
+def test_model_memory_bars_are_gigabytes():
+    fig = helper.plot_model_memory({"7B": 7_000_000_000}, formats=("FP32", "BF16"))
+    heights = sorted(b.get_height() for b in fig.axes[0].patches)
+    assert heights == [14.0, 28.0]

