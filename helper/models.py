@@ -10,16 +10,18 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 from safetensors.torch import save_model
+from torch import nn
 
 from .notebook import quiet_libraries, set_offline
 
 if TYPE_CHECKING:  # transformers is slow to import; the loaders import it when called
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import BlipConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, T5Config
 
 __all__ = [
     "OfflineModelMissing",
@@ -32,6 +34,14 @@ __all__ = [
     "load_minilm",
     "embed_sentences",
     "prepare_all",
+    "chat",
+    "DummyModel",
+    "param_dtypes",
+    "ARCHITECTURES",
+    "build_model",
+    "flan_t5_small_config",
+    "blip_base_config",
+    "default_dtype",
 ]
 
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -185,6 +195,134 @@ def embed_sentences(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     mask = batch["attention_mask"].unsqueeze(-1).float()  # (batch, tokens, 1)
     pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
     return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+@torch.no_grad()
+def chat(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, max_new_tokens: int = 32) -> str:
+    """Greedy (deterministic) answer of a chat model to one user message."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    batch = tokenizer(text, return_tensors="pt")
+    output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                            pad_token_id=tokenizer.eos_token_id)
+    return tokenizer.decode(output[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+class DummyModel(nn.Module):
+    """The classic course's tiny model: embedding -> linear -> layernorm -> linear -> layernorm -> head.
+
+    Weights are those of torch.manual_seed(123), drawn without disturbing the caller's random state.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(123)
+            self.token_embedding = nn.Embedding(2, 2)
+            self.linear_1 = nn.Linear(2, 2)
+            self.layernorm_1 = nn.LayerNorm(2)
+            self.linear_2 = nn.Linear(2, 2)
+            self.layernorm_2 = nn.LayerNorm(2)
+            self.head = nn.Linear(2, 2)
+
+    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, tokens, 2) for token ids (batch, tokens) in {0, 1}."""
+        hidden = self.token_embedding(token_ids)
+        hidden = self.layernorm_1(self.linear_1(hidden))
+        hidden = self.layernorm_2(self.linear_2(hidden))
+        return self.head(hidden)
+
+
+def param_dtypes(model: nn.Module) -> list[tuple[str, torch.dtype]]:
+    """(name, dtype) of every parameter, in definition order."""
+    return [(name, param.dtype) for name, param in model.named_parameters()]
+
+
+@contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Within the block, new float tensors and modules are created in dtype; the old default comes back after."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def flan_t5_small_config() -> T5Config:
+    """The configuration of google/flan-t5-small (T5 v1.1 small: gated-GELU, untied lm_head)."""
+    from transformers import T5Config
+
+    return T5Config(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_decoder_layers=8,
+                    num_heads=6, relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                    dropout_rate=0.1, layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu",
+                    tie_word_embeddings=False, decoder_start_token_id=0, eos_token_id=1, pad_token_id=0)
+
+
+def blip_base_config() -> BlipConfig:
+    """The configuration of Salesforce/blip-image-captioning-base (ViT-B/16 at 384 px + BERT-base decoder)."""
+    from transformers import BlipConfig
+
+    return BlipConfig(vision_config={"image_size": 384}, tie_word_embeddings=False)
+
+
+def _untie(model: PreTrainedModel, output: nn.Linear, config: PretrainedConfig) -> None:
+    """Give `output` its own weight, as in the real checkpoint.
+
+    transformers 5 ties the output projection to the input embeddings for these models even when the
+    config says not to; the parameter count exposes it (flan-t5-small would be 16.4 M parameters short).
+    """
+    if output.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr():
+        output.weight = nn.Parameter(output.weight.detach().clone())
+    config.tie_word_embeddings = False
+
+
+def _flan_t5_small(online: bool) -> nn.Module:
+    from transformers import T5ForConditionalGeneration
+
+    if online:
+        return T5ForConditionalGeneration.from_pretrained("google/flan-t5-small")
+    model = T5ForConditionalGeneration(flan_t5_small_config())
+    _untie(model, model.lm_head, model.config)
+    return model
+
+
+def _blip_base(online: bool) -> nn.Module:
+    from transformers import BlipForConditionalGeneration
+
+    if online:
+        return BlipForConditionalGeneration.from_pretrained("Salesforce/blip-image-captioning-base")
+    model = BlipForConditionalGeneration(blip_base_config())
+    _untie(model.text_decoder, model.text_decoder.cls.predictions.decoder, model.config.text_config)
+    model.config.tie_word_embeddings = False
+    return model
+
+
+ARCHITECTURES: dict[str, Callable[[bool], nn.Module]] = {
+    "google/flan-t5-small": _flan_t5_small,
+    "Salesforce/blip-image-captioning-base": _blip_base,
+}
+
+
+def build_model(name: str, online: bool | None = None, seed: int = 0) -> nn.Module:
+    """The course's hub model by name, in eval mode: the real checkpoint when online, else its exact architecture.
+
+    Offline (the default) the weights are random (seeded), but every parameter has the real model's shape,
+    so parameter counts and footprints equal the real checkpoint's to the byte. online=None reads the
+    environment variable QF_ONLINE ("1" to download from the hub).
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(ARCHITECTURES)}")
+    if online is None:
+        online = os.environ.get("QF_ONLINE") == "1"
+    if online:
+        for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ.pop(variable, None)
+    quiet_libraries()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ARCHITECTURES[name](online)
+    return model.eval()
 
 
 def prepare_all() -> None:

@@ -12,7 +12,7 @@ from .dtypes import FLOAT_LAYOUTS, all_finite_values, decompose, dtype_name, res
 from .sizes import FORMAT_BITS, model_memory_bytes
 
 __all__ = ["FIELD_COLOURS", "plot_bit_layout", "plot_value_spacing", "plot_bytes_per_parameter",
-           "plot_model_memory"]
+           "plot_model_memory", "plot_footprints", "plot_downcast_cost"]
 
 FIELD_COLOURS = {"sign": "#d62728", "exponent": "#1f77b4", "mantissa": "#2ca02c"}
 
@@ -92,4 +92,43 @@ def plot_model_memory(param_counts: dict[str, int], formats: tuple[str, ...] = t
     ax.set_title("How much memory the weights alone need")
     ax.legend(ncol=len(formats), fontsize=8, loc="upper left")
     ax.set_ylim(top=ax.get_ylim()[1] * 8)  # room for the legend above the tallest bars
+    return ax.figure
+
+
+def plot_footprints(footprints: dict[str, dict[str, int]], ax=None) -> Figure:
+    """Grouped bars: measured footprint (MB) of each model (outer key) in each dtype (inner key)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 3.6))
+    dtypes = list(next(iter(footprints.values())))
+    width = 0.8 / len(dtypes)
+    x = np.arange(len(footprints))
+    colours = plt.cm.viridis(np.linspace(0.15, 0.85, len(dtypes)))
+    for i, (dtype, colour) in enumerate(zip(dtypes, colours)):
+        megabytes = [sizes[dtype] / 1e6 for sizes in footprints.values()]
+        bars = ax.bar(x + (i - (len(dtypes) - 1) / 2) * width, megabytes, width, label=dtype, color=colour)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(x, list(footprints))
+    ax.set_ylabel("get_memory_footprint() (MB)")
+    ax.set_title("Measured footprint: half the bytes in 16-bit formats")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_downcast_cost(errors: dict[str, dict[str, float]], ylabel: str, title: str, ax=None) -> Figure:
+    """Bars on a log scale: an error measure (vs fp32) for each model (outer key) and dtype (inner key)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.4))
+    dtypes = list(next(iter(errors.values())))
+    width = 0.8 / len(dtypes)
+    x = np.arange(len(errors))
+    colours = plt.cm.plasma(np.linspace(0.2, 0.8, len(dtypes)))
+    for i, (dtype, colour) in enumerate(zip(dtypes, colours)):
+        values = [errors[model][dtype] for model in errors]
+        bars = ax.bar(x + (i - (len(dtypes) - 1) / 2) * width, values, width, label=dtype, color=colour)
+        ax.bar_label(bars, fmt="%.1e", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xticks(x, list(errors))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     return ax.figure

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+from collections import defaultdict
+
 import torch
+from torch import nn
 
 from ._text import text_table
 from .dtypes import bit_width, resolve_dtype
 
-__all__ = ["FORMAT_BITS", "bits_per_parameter", "model_memory_bytes", "format_bytes", "memory_table_text"]
+__all__ = ["FORMAT_BITS", "bits_per_parameter", "model_memory_bytes", "format_bytes", "memory_table_text",
+           "tensor_bytes", "compute_module_sizes", "module_sizes_text", "footprints_by_dtype"]
 
 # Formats a weight can be stored in, by the name the lessons use. INT4 is not a torch dtype:
 # two 4-bit values share one byte once packed (lesson 04).
@@ -54,3 +59,48 @@ def memory_table_text(param_counts: dict[str, int], formats: tuple[str, ...] = t
     body = [[name, f"{n:,}", *(format_bytes(model_memory_bytes(n, f)) for f in formats)]
             for name, n in param_counts.items()]
     return text_table(header, body)
+
+
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor really holds: for a quantized tensor (optimum-quanto), its data plus its scales."""
+    if hasattr(tensor, "__tensor_flatten__"):
+        # Tensor subclasses (int8 data + float scale, packed int4 ...) report the *logical* dtype and
+        # shape; the memory is in their inner tensors, which may themselves be subclasses.
+        inner_names, _ = tensor.__tensor_flatten__()
+        return sum(tensor_bytes(getattr(tensor, name)) for name in inner_names)
+    return tensor.numel() * tensor.element_size()
+
+
+def compute_module_sizes(model: nn.Module) -> dict[str, int]:
+    """Bytes of parameters and buffers under every module prefix; '' is the whole model. Taught in 02.
+
+    Tied weights count once (like get_memory_footprint); quantized tensors count data and scales.
+    """
+    sizes: dict[str, int] = defaultdict(int)
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        size = tensor_bytes(tensor)
+        parts = name.split(".")
+        for depth in range(len(parts) + 1):  # '', 'encoder', 'encoder.block', ... the tensor's own name
+            sizes[".".join(parts[:depth])] += size
+    return dict(sizes)
+
+
+def module_sizes_text(model: nn.Module, depth: int = 1) -> str:
+    """Table of module sizes down to `depth` dots, largest first, with each one's share of the total."""
+    sizes = compute_module_sizes(model)
+    total = sizes[""]
+    rows = sorted(((name, size) for name, size in sizes.items() if name and name.count(".") < depth),
+                  key=lambda item: -item[1])
+    body = [[name, f"{size:,}", f"{100 * size / total:.1f} %"] for name, size in rows]
+    body.append(["(total)", f"{total:,}", "100.0 %"])
+    return text_table(["module", "bytes", "share"], body)
+
+
+def footprints_by_dtype(model: nn.Module,
+                        dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
+                        ) -> dict[str, int]:
+    """Bytes of the model cast to each dtype (on a copy: the model itself is left untouched)."""
+    result = {}
+    for dtype in dtypes:
+        result[str(dtype).removeprefix("torch.")] = compute_module_sizes(copy.deepcopy(model).to(dtype))[""]
+    return result

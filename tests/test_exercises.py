@@ -9,6 +9,9 @@ import helper
     ("01.fp16_bits_of_minus_2_5", "1 10000 0100000000"),
     ("01.bf16_stored_0_1", 0.10009765625),
     ("01.int8_range", (-128, 127)),
+    ("02.t5_bf16_footprint", 153_922_304),
+    ("02.dummy_layer_most_changed", "linear_1"),
+    ("02.blip_bytes_not_halved", 4096),
 ])
 def test_right_answers_are_accepted(exercise, answer):
     feedback = helper.evaluate(exercise, answer)
@@ -31,6 +34,11 @@ def test_right_answers_are_accepted(exercise, answer):
     ("01.int8_range", (0, 255), "uint8"),
     ("01.int8_range", (-127, 127), "one more negative"),
     ("01.int8_range", ..., "replace ..."),
+    ("02.t5_bf16_footprint", 307_844_608, "fp32 footprint"),
+    ("02.dummy_layer_most_changed", "layernorm_1", "does not change at all"),
+    ("02.dummy_layer_most_changed", "head", "another layer changes more"),
+    ("02.dummy_layer_most_changed", "linear_3", "not a DummyModel layer"),
+    ("02.blip_bytes_not_halved", 2048, "half of it"),
 ])
 def test_wrong_answers_get_specific_feedback(exercise, answer, hint):
     feedback = helper.evaluate(exercise, answer)

