@@ -1,20 +1,28 @@
 """Quantization Fundamentals: the tested code behind the lessons. Import names from here."""
 
+from .calibration import CALIBRATION_METHODS, RangeObserver, calibrate_range, capture_inputs
 from .dtypes import (FLOAT_LAYOUTS, INT_BITS, Decomposition, FloatLayout, all_finite_values, bit_width, decompose,
                      describe_value, dtype_name, exact_decimal, format_table, format_table_text, from_bits,
                      neighbours, resolve_dtype, stored_value, to_bits)
 from .evaluate import logit_error, mean_cosine, weight_differences
 from .exercises import EXERCISES, Feedback, check, evaluate
+from .linear_quant import (SUPPORTED_BITS, QuantizedTensor, QuantScheme, choose_qparams, choose_qparams_asymmetric,
+                           choose_qparams_symmetric, dequantize, fake_quantize, from_rows, integer_range, quantization_error,
+                           quantize, quantize_tensor, to_rows)
 from .models import (ARCHITECTURES, SMOLLM2_GGUF_NAME, DummyModel, OfflineModelMissing, blip_base_config,
                      build_model, cache_dir, chat, default_dtype, flan_t5_small_config, param_dtypes, prepare_all, embed_sentences, load_minilm, load_smollm2, minilm_path,
                      minilm_zip_path, smollm2_gguf_path)
 from .notebook import quiet_libraries, seed_everything, set_offline, set_up_notebook
-from .plots import (FIELD_COLOURS, plot_bit_layout, plot_bytes_per_parameter, plot_downcast_cost, plot_footprints,
-                    plot_model_memory, plot_value_spacing)
+from .plots import (FIELD_COLOURS, plot_bit_layout, plot_bytes_per_parameter, plot_calibration_ranges,
+                    plot_downcast_cost, plot_error_vs_group_size, plot_footprints, plot_grid_on_histogram,
+                    plot_model_memory, plot_number_line, plot_quantization_heatmaps, plot_value_spacing)
+from .qat import FakeQuantLinear, accuracy, make_mlp, make_spirals, ptq_weights, to_fake_quant, train_classifier
+from .quant_noise import (best_step_gaussian_mse, gaussian_mse, lloyd_max_gaussian, sqnr_full_scale_sine_db,
+                          sqnr_full_scale_uniform_db, uniform_noise_power)
 from .sizes import (FORMAT_BITS, bits_per_parameter, compute_module_sizes, footprints_by_dtype, format_bytes,
                     memory_table_text,
                     model_memory_bytes, module_sizes_text, tensor_bytes)
-from .widgets import bit_explorer
+from .widgets import bit_explorer, playground_report, quantization_playground
 
 __all__ = [
     "FLOAT_LAYOUTS", "INT_BITS", "Decomposition", "FloatLayout", "all_finite_values", "bit_width", "decompose",
@@ -29,5 +37,14 @@ __all__ = [
     "FIELD_COLOURS", "plot_bit_layout", "plot_bytes_per_parameter", "plot_downcast_cost", "plot_footprints", "plot_model_memory", "plot_value_spacing",
     "FORMAT_BITS", "bits_per_parameter", "compute_module_sizes", "footprints_by_dtype", "format_bytes", "memory_table_text",
     "model_memory_bytes", "module_sizes_text", "tensor_bytes",
-    "bit_explorer",
+    "bit_explorer", "playground_report", "quantization_playground",
+    "CALIBRATION_METHODS", "RangeObserver", "calibrate_range", "capture_inputs",
+    "SUPPORTED_BITS", "QuantizedTensor", "QuantScheme", "choose_qparams", "choose_qparams_asymmetric",
+    "choose_qparams_symmetric", "dequantize", "fake_quantize", "from_rows", "integer_range", "quantization_error",
+    "quantize", "quantize_tensor", "to_rows",
+    "FakeQuantLinear", "accuracy", "make_mlp", "make_spirals", "ptq_weights", "to_fake_quant", "train_classifier",
+    "best_step_gaussian_mse", "gaussian_mse", "lloyd_max_gaussian", "sqnr_full_scale_sine_db",
+    "sqnr_full_scale_uniform_db", "uniform_noise_power",
+    "plot_calibration_ranges", "plot_error_vs_group_size", "plot_grid_on_histogram", "plot_number_line",
+    "plot_quantization_heatmaps",
 ]

@@ -9,10 +9,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .dtypes import FLOAT_LAYOUTS, all_finite_values, decompose, dtype_name, resolve_dtype
+from .linear_quant import QuantizedTensor, dequantize
 from .sizes import FORMAT_BITS, model_memory_bytes
 
 __all__ = ["FIELD_COLOURS", "plot_bit_layout", "plot_value_spacing", "plot_bytes_per_parameter",
-           "plot_model_memory", "plot_footprints", "plot_downcast_cost"]
+           "plot_model_memory", "plot_footprints", "plot_downcast_cost", "plot_number_line", "plot_grid_on_histogram",
+           "plot_quantization_heatmaps", "plot_error_vs_group_size", "plot_calibration_ranges"]
 
 FIELD_COLOURS = {"sign": "#d62728", "exponent": "#1f77b4", "mantissa": "#2ca02c"}
 
@@ -130,5 +132,101 @@ def plot_downcast_cost(errors: dict[str, dict[str, float]], ylabel: str, title: 
     ax.set_xticks(x, list(errors))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_number_line(quantized: QuantizedTensor, values: torch.Tensor, ax=None) -> Figure:
+    """The grid of a per-tensor quantizer on a number line, each value's arrow to the level it rounds to."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 1.8))
+    scheme = quantized.scheme
+    codes = torch.arange(scheme.qmin, scheme.qmax + 1)
+    levels = dequantize(codes, quantized.scale.flatten()[0], quantized.zero_point.flatten()[0])
+    ax.axhline(0, color="0.6", linewidth=1)
+    ax.plot(levels, torch.zeros_like(levels), "|", markersize=18, color="#1f77b4")
+    for code, level in zip(codes.tolist(), levels.tolist()):
+        ax.text(level, -0.55, f"q={code}", ha="center", fontsize=8, color="#1f77b4")
+    for value, level in zip(values.flatten().tolist(), quantized.dequantize().flatten().tolist()):
+        ax.annotate("", xy=(level, 0.05), xytext=(value, 0.6),
+                    arrowprops=dict(arrowstyle="->", color="#d62728", linewidth=1))
+        ax.text(value, 0.68, f"{value:g}", ha="center", fontsize=8, color="#d62728")
+    ax.set_ylim(-0.9, 1.0)
+    ax.set_yticks([])
+    ax.grid(False)
+    ax.set_xlabel("real value")
+    ax.set_title(f"{scheme.bits}-bit grid: scale {quantized.scale.flatten()[0].item():g}, "
+                 f"zero-point {quantized.zero_point.flatten()[0].item()}")
+    return ax.figure
+
+
+def plot_grid_on_histogram(x: torch.Tensor, quantized: dict[str, QuantizedTensor], bins: int = 80) -> Figure:
+    """One panel per quantizer: histogram of x with the quantizer's levels; how many levels the data can use."""
+    fig, axes = plt.subplots(len(quantized), 1, figsize=(7, 2.2 * len(quantized)), sharex=True,
+                             layout="constrained")
+    axes = np.atleast_1d(axes)
+    low, high = x.min().item(), x.max().item()
+    for ax, (name, q) in zip(axes, quantized.items()):
+        codes = torch.arange(q.scheme.qmin, q.scheme.qmax + 1)
+        levels = dequantize(codes, q.scale.flatten()[0], q.zero_point.flatten()[0])
+        used = int(((levels >= low - 1e-12) & (levels <= high + 1e-12)).sum())
+        ax.hist(x.flatten().numpy(), bins=bins, color="0.75")
+        for level in levels.tolist():
+            ax.axvline(level, color="#1f77b4", linewidth=0.8, alpha=0.8)
+        ax.set_title(f"{name}: {used} of {len(levels)} levels inside the data's range", fontsize=10)
+        ax.set_ylabel("count")
+    axes[-1].set_xlabel("value")
+    return fig
+
+
+def plot_quantization_heatmaps(original: torch.Tensor, dequantized: torch.Tensor, title: str = "") -> Figure:
+    """Three heatmaps side by side: original, dequantized, and their difference (own colour scale)."""
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), layout="constrained")
+    limit = original.abs().max().item()
+    error = (dequantized - original)
+    panels = [("original", original, limit, "RdBu_r"), ("quantized -> dequantized", dequantized, limit, "RdBu_r"),
+              ("error", error, error.abs().max().item() or 1.0, "PuOr_r")]
+    for ax, (name, data, scale, cmap) in zip(axes, panels):
+        image = ax.imshow(data.float().numpy(), cmap=cmap, vmin=-scale, vmax=scale, aspect="auto",
+                          interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("input feature")
+        ax.grid(False)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    axes[0].set_ylabel("output channel")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_error_vs_group_size(results: dict[str, dict[int, float]], ylabel: str = "MSE", ax=None) -> Figure:
+    """Error against group size (log2 x axis), one line per scheme; per-channel drawn as a dashed line."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.4))
+    for name, by_size in results.items():
+        sizes = sorted(by_size)
+        ax.plot(sizes, [by_size[s] for s in sizes], "o-", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("group size (values sharing one scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Smaller groups: less error, more scales to store")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_calibration_ranges(x: torch.Tensor, ranges: dict[str, tuple[float, float]], bins: int = 200,
+                            ax=None) -> Figure:
+    """Histogram of x (log count) with each calibration method's (min, max) marked."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.2))
+    ax.hist(x.flatten().numpy(), bins=bins, color="0.75", log=True)
+    colours = plt.cm.tab10(np.arange(len(ranges)))
+    for (name, (low, high)), colour in zip(ranges.items(), colours):
+        ax.axvline(low, color=colour, linestyle="--", linewidth=1.2, label=f"{name}: [{low:.2f}, {high:.2f}]")
+        ax.axvline(high, color=colour, linestyle="--", linewidth=1.2)
+    ax.set_xlabel("value")
+    ax.set_ylabel("count (log scale)")
+    ax.set_title("Where each calibration method puts the range")
     ax.legend(fontsize=8)
     return ax.figure

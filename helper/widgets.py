@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import torch
 
 from .dtypes import FLOAT_LAYOUTS, decompose, describe_value, dtype_name, from_bits, resolve_dtype
+from .calibration import calibrate_range
+from .linear_quant import QuantScheme, quantization_error, quantize_tensor
 from .plots import FIELD_COLOURS
 
-__all__ = ["bit_explorer"]
+__all__ = ["bit_explorer", "quantization_playground", "playground_report"]
 
 
 def bit_explorer(value: float = 1 / 3, dtype: str = "float16") -> widgets.VBox:
@@ -54,3 +59,54 @@ def bit_explorer(value: float = 1 / 3, dtype: str = "float16") -> widgets.VBox:
     dtype_box.observe(lambda change: show(value_box.value), names="value")
     show(value)
     return widgets.VBox([widgets.HBox([dtype_box, value_box]), bits_row, report])
+
+
+def playground_report(x: torch.Tensor, bits: int, symmetric: bool, granularity: str, group_size: int,
+                      method: str) -> tuple[torch.Tensor, str]:
+    """(dequantized x, one-line error report) for the playground's settings (pure: the widget calls it)."""
+    scheme = QuantScheme(bits=bits, symmetric=symmetric, signed=True, granularity=granularity, axis=0,
+                         group_size=group_size if granularity == "per_group" else None)
+    clip = calibrate_range(x, scheme, method)
+    x_hat = quantize_tensor(x, scheme, clip).dequantize()
+    error = quantization_error(x, x_hat)
+    return x_hat, (f"{bits}-bit {'symmetric' if symmetric else 'asymmetric'} {granularity}"
+                   f"{f' (g={group_size})' if granularity == 'per_group' else ''}, {method}: "
+                   f"MSE {error['mse']:.3e}, max |error| {error['max_abs']:.3e}, SQNR {error['sqnr_db']:.1f} dB")
+
+
+def quantization_playground(x: torch.Tensor) -> widgets.VBox:
+    """Bits, symmetric/asymmetric, granularity and calibration on a 2-D tensor: live histogram and error numbers."""
+    controls = {
+        "bits": widgets.IntSlider(value=4, min=2, max=8, description="bits"),
+        "symmetric": widgets.Checkbox(value=True, description="symmetric"),
+        "granularity": widgets.Dropdown(options=["per_tensor", "per_channel", "per_group"], value="per_channel",
+                                        description="granularity"),
+        "group_size": widgets.Dropdown(options=[16, 32, 64, 128], value=32, description="group size"),
+        "method": widgets.Dropdown(options=["minmax", "percentile", "mse"], value="minmax", description="range"),
+    }
+    report = widgets.HTML()
+    picture = widgets.Image(format="png")
+
+    def draw(change=None) -> None:
+        # Render to PNG bytes inside the widget: no display messages, so the stored notebook and a
+        # re-run under nbval see the same cell output.
+        x_hat, text = playground_report(x, **{name: control.value for name, control in controls.items()})
+        fig, axes = plt.subplots(1, 2, figsize=(9, 2.8), layout="constrained")
+        axes[0].hist(x.flatten().numpy(), bins=120, color="0.7", label="original")
+        axes[0].hist(x_hat.flatten().numpy(), bins=120, histtype="step", color="#d62728", label="dequantized")
+        axes[0].set_xlabel("value")
+        axes[0].set_ylabel("count")
+        axes[0].legend(fontsize=8)
+        axes[1].hist((x_hat - x).flatten().numpy(), bins=120, color="#1f77b4")
+        axes[1].set_xlabel("error (dequantized - original)")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        picture.value = buffer.getvalue()
+        report.value = f"<b>{text}</b>"
+
+    for control in controls.values():
+        control.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox(list(controls.values())[:3]), widgets.HBox(list(controls.values())[3:]),
+                         report, picture])

@@ -12,6 +12,12 @@ import helper
     ("02.t5_bf16_footprint", 153_922_304),
     ("02.dummy_layer_most_changed", "linear_1"),
     ("02.blip_bytes_not_halved", 4096),
+    ("03.scale_zero_point", (4 / 255, 64)),
+    ("03.per_channel_quantize", lambda w, bits: (
+        torch.clamp(torch.round(w / (w.abs().amax(1, keepdim=True) / (2 ** (bits - 1) - 1))), -2 ** (bits - 1),
+                    2 ** (bits - 1) - 1),
+        w.abs().amax(1, keepdim=True) / (2 ** (bits - 1) - 1))),
+    ("03.sqnr_8bit_sine", 49.92),
 ])
 def test_right_answers_are_accepted(exercise, answer):
     feedback = helper.evaluate(exercise, answer)
@@ -39,6 +45,16 @@ def test_right_answers_are_accepted(exercise, answer):
     ("02.dummy_layer_most_changed", "head", "another layer changes more"),
     ("02.dummy_layer_most_changed", "linear_3", "not a DummyModel layer"),
     ("02.blip_bytes_not_halved", 2048, "half of it"),
+    ("03.scale_zero_point", (4 / 256, 64), "255"),
+    ("03.scale_zero_point", (4 / 255, 63), "rounds to 64"),
+    ("03.scale_zero_point", (4 / 255, 63.75), "must be an integer"),
+    ("03.per_channel_quantize", lambda w, bits: (w, w.abs().max() / 7), "one scale"),
+    ("03.per_channel_quantize", lambda w, bits: (w / (w.abs().amax(1, keepdim=True) / 7),
+                                                  w.abs().amax(1, keepdim=True) / 7), "codes differ"),
+    ("03.per_channel_quantize", lambda w, bits: 1 / 0, "raised ZeroDivisionError"),
+    ("03.per_channel_quantize", 3, "pass your function"),
+    ("03.per_channel_quantize", lambda w, bits: None, "returned None"),
+    ("03.sqnr_8bit_sine", 48.16, "uniform"),
 ])
 def test_wrong_answers_get_specific_feedback(exercise, answer, hint):
     feedback = helper.evaluate(exercise, answer)

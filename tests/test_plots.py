@@ -47,3 +47,27 @@ def test_footprint_and_downcast_bars():
     assert sorted(b.get_height() for b in fig.axes[0].patches) == [2.0, 4.0]
     fig = helper.plot_downcast_cost({"a": {"fp16": 1e-4, "bf16": 1e-3}}, "error", "title")
     assert fig.axes[0].get_yscale() == "log" and fig.axes[0].get_title() == "title"
+
+
+def test_lesson_03_figures():
+    import torch
+
+    from helper import QuantScheme
+
+    values = torch.tensor([0.0, 1.4, 3.0])
+    quantized = helper.quantize_tensor(values, QuantScheme(bits=2, symmetric=False, signed=False))
+    fig = helper.plot_number_line(quantized, values)
+    assert [t.get_text() for t in fig.axes[0].texts][:4] == ["q=0", "q=1", "q=2", "q=3"]
+    relu = torch.relu(torch.randn(1000, generator=torch.Generator().manual_seed(0)))
+    fig = helper.plot_grid_on_histogram(relu, {
+        "symmetric": helper.quantize_tensor(relu, QuantScheme(bits=4)),
+        "asymmetric": helper.quantize_tensor(relu, QuantScheme(bits=4, symmetric=False))})
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0].startswith("symmetric: 8 of 16") and titles[1].startswith("asymmetric: 16 of 16")
+    weight = torch.randn(4, 8)
+    fig = helper.plot_quantization_heatmaps(weight, weight, title="t")
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["original", "quantized -> dequantized", "error"]
+    fig = helper.plot_error_vs_group_size({"int4": {32: 1e-3, 64: 2e-3}})
+    assert fig.axes[0].lines[0].get_xdata().tolist() == [32, 64]
+    fig = helper.plot_calibration_ranges(relu, {"minmax": (0.0, 3.0)})
+    assert "minmax: [0.00, 3.00]" in fig.axes[0].get_legend().get_texts()[0].get_text()

@@ -14,3 +14,18 @@ def test_bit_explorer_follows_typed_values_and_flipped_bits():
     assert len(explorer.children[1].children) == 16 and "bfloat16" in report.value
     dtype_box.value = "float8_e4m3fn"
     assert len(explorer.children[1].children) == 8
+
+
+def test_playground_report_and_widget():
+    import torch
+
+    x = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
+    x_hat, report = helper.playground_report(x, 4, True, "per_group", 32, "minmax")
+    assert x_hat.shape == x.shape and "4-bit symmetric per_group (g=32), minmax" in report
+    assert report.count("MSE") == 1
+    widget = helper.quantization_playground(x)
+    report, picture = widget.children[2], widget.children[3]
+    first_png = bytes(picture.value)
+    assert first_png.startswith(b"\x89PNG") and "4-bit symmetric per_channel" in report.value
+    widget.children[0].children[0].value = 8  # move the bits slider
+    assert "8-bit" in report.value and bytes(picture.value) != first_png
