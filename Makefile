@@ -13,7 +13,7 @@ export OMP_NUM_THREADS ?= 2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup lab test test-helper test-notebooks execute clean help
+.PHONY: setup lab test test-helper test-notebooks execute bench clean help
 
 help:
 	@echo "make lab             set up .venv (once) and open JupyterLab on notebooks/"
@@ -21,6 +21,7 @@ help:
 	@echo "make test-helper     only the helper tests"
 	@echo "make test-notebooks  only nbval; one lesson: make test-notebooks NB=notebooks/01_data_types_and_sizes.ipynb"
 	@echo "make execute         re-execute notebooks in place (after editing a lesson); NB= as above"
+	@echo "make bench           heavy measurements (full perplexity tables), written to bench/results/"
 	@echo "make clean           remove .venv and the model cache"
 
 setup: $(STAMP)
@@ -51,6 +52,9 @@ test-notebooks: setup
 execute: setup
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=900 $(if $(filter notebooks,$(NB)),notebooks/*.ipynb,$(NB))
+
+bench: setup
+	$(PY) bench/lesson04_perplexity.py
 
 clean:
 	rm -rf $(VENV) .cache

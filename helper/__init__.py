@@ -4,31 +4,38 @@ from .calibration import CALIBRATION_METHODS, RangeObserver, calibrate_range, ca
 from .dtypes import (FLOAT_LAYOUTS, INT_BITS, Decomposition, FloatLayout, all_finite_values, bit_width, decompose,
                      describe_value, dtype_name, exact_decimal, format_table, format_table_text, from_bits,
                      neighbours, resolve_dtype, stored_value, to_bits)
-from .evaluate import logit_error, mean_cosine, weight_differences
+from .evaluate import (linear_weight_bits, logit_error, mean_cosine, next_token_agreement, perplexity, reference_text,
+                       token_windows, weight_differences)
 from .exercises import EXERCISES, Feedback, check, evaluate
+from .layers import (W2A16Linear, W4A16Linear, W8A16Linear, WnA16Linear, fit_group_size, load_quantized,
+                     replace_linear, save_quantized)
 from .linear_quant import (SUPPORTED_BITS, QuantizedTensor, QuantScheme, choose_qparams, choose_qparams_asymmetric,
-                           choose_qparams_symmetric, dequantize, fake_quantize, from_rows, integer_range, quantization_error,
-                           quantize, quantize_tensor, to_rows)
+                           choose_qparams_symmetric, dequantize, dequantize_with_offset, fake_quantize, from_rows,
+                           integer_range, quantization_error, quantize, quantize_tensor, quantize_with_offset, to_rows)
 from .models import (ARCHITECTURES, SMOLLM2_GGUF_NAME, DummyModel, OfflineModelMissing, blip_base_config,
                      build_model, cache_dir, chat, default_dtype, flan_t5_small_config, param_dtypes, prepare_all, embed_sentences, load_minilm, load_smollm2, minilm_path,
                      minilm_zip_path, smollm2_gguf_path)
 from .notebook import quiet_libraries, seed_everything, set_offline, set_up_notebook
 from .plots import (FIELD_COLOURS, plot_bit_layout, plot_bytes_per_parameter, plot_calibration_ranges,
                     plot_downcast_cost, plot_error_vs_group_size, plot_footprints, plot_grid_on_histogram,
-                    plot_model_memory, plot_number_line, plot_quantization_heatmaps, plot_value_spacing)
+                    plot_model_memory, plot_module_sizes, plot_number_line, plot_perplexity_vs_bits,
+                    plot_quantization_heatmaps, plot_value_spacing)
+from .packing import PACKABLE_BITS, pack, packed_length, unpack
 from .qat import FakeQuantLinear, accuracy, make_mlp, make_spirals, ptq_weights, to_fake_quant, train_classifier
 from .quant_noise import (best_step_gaussian_mse, gaussian_mse, lloyd_max_gaussian, sqnr_full_scale_sine_db,
                           sqnr_full_scale_uniform_db, uniform_noise_power)
+from .recipes import LESSON_04_RECIPES, Recipe, apply_recipe, evaluate_recipes, recipe_table_text
 from .sizes import (FORMAT_BITS, bits_per_parameter, compute_module_sizes, footprints_by_dtype, format_bytes,
                     memory_table_text,
-                    model_memory_bytes, module_sizes_text, tensor_bytes)
+                    model_memory_bytes, module_sizes_text, size_breakdown, tensor_bytes)
 from .widgets import bit_explorer, playground_report, quantization_playground
 
 __all__ = [
     "FLOAT_LAYOUTS", "INT_BITS", "Decomposition", "FloatLayout", "all_finite_values", "bit_width", "decompose",
     "describe_value", "dtype_name", "exact_decimal", "format_table", "format_table_text", "from_bits",
     "neighbours", "resolve_dtype", "stored_value", "to_bits",
-    "logit_error", "mean_cosine", "weight_differences",
+    "linear_weight_bits", "logit_error", "mean_cosine", "next_token_agreement", "perplexity", "reference_text",
+    "token_windows", "weight_differences",
     "EXERCISES", "Feedback", "check", "evaluate",
     "ARCHITECTURES", "SMOLLM2_GGUF_NAME", "DummyModel", "OfflineModelMissing", "blip_base_config", "build_model",
     "cache_dir", "chat", "default_dtype", "flan_t5_small_config", "param_dtypes", "prepare_all", "embed_sentences", "load_minilm", "load_smollm2", "minilm_path",
@@ -36,15 +43,19 @@ __all__ = [
     "quiet_libraries", "seed_everything", "set_offline", "set_up_notebook",
     "FIELD_COLOURS", "plot_bit_layout", "plot_bytes_per_parameter", "plot_downcast_cost", "plot_footprints", "plot_model_memory", "plot_value_spacing",
     "FORMAT_BITS", "bits_per_parameter", "compute_module_sizes", "footprints_by_dtype", "format_bytes", "memory_table_text",
-    "model_memory_bytes", "module_sizes_text", "tensor_bytes",
+    "model_memory_bytes", "module_sizes_text", "size_breakdown", "tensor_bytes",
     "bit_explorer", "playground_report", "quantization_playground",
     "CALIBRATION_METHODS", "RangeObserver", "calibrate_range", "capture_inputs",
     "SUPPORTED_BITS", "QuantizedTensor", "QuantScheme", "choose_qparams", "choose_qparams_asymmetric",
-    "choose_qparams_symmetric", "dequantize", "fake_quantize", "from_rows", "integer_range", "quantization_error",
+    "choose_qparams_symmetric", "dequantize", "dequantize_with_offset", "quantize_with_offset", "fake_quantize", "from_rows", "integer_range", "quantization_error",
     "quantize", "quantize_tensor", "to_rows",
     "FakeQuantLinear", "accuracy", "make_mlp", "make_spirals", "ptq_weights", "to_fake_quant", "train_classifier",
     "best_step_gaussian_mse", "gaussian_mse", "lloyd_max_gaussian", "sqnr_full_scale_sine_db",
     "sqnr_full_scale_uniform_db", "uniform_noise_power",
     "plot_calibration_ranges", "plot_error_vs_group_size", "plot_grid_on_histogram", "plot_number_line",
-    "plot_quantization_heatmaps",
+    "plot_quantization_heatmaps", "plot_module_sizes", "plot_perplexity_vs_bits",
+    "W2A16Linear", "W4A16Linear", "W8A16Linear", "WnA16Linear", "fit_group_size", "load_quantized", "replace_linear",
+    "save_quantized",
+    "PACKABLE_BITS", "pack", "packed_length", "unpack",
+    "LESSON_04_RECIPES", "Recipe", "apply_recipe", "evaluate_recipes", "recipe_table_text",
 ]

@@ -1,11 +1,18 @@
-"""How much a lower-precision model differs from its reference. Started in 02, grown in 04."""
+"""How much a lower-precision model differs from its reference: logits, embeddings, perplexity. From 02 and 04."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
 
-__all__ = ["logit_error", "mean_cosine", "weight_differences"]
+from .sizes import tensor_bytes
+
+__all__ = ["logit_error", "mean_cosine", "weight_differences", "reference_text", "token_windows", "perplexity",
+           "next_token_agreement", "linear_weight_bits"]
 
 
 def _check_same_shape(reference: torch.Tensor, other: torch.Tensor) -> None:
@@ -36,3 +43,79 @@ def weight_differences(reference: torch.nn.Module, other: torch.nn.Module) -> di
         raise ValueError(f"the models differ in structure: {missing[:3]} missing from the other model")
     return {name: (other_params[name].detach().float() - param.detach().float()).abs().max().item()
             for name, param in reference.named_parameters()}
+
+
+def reference_text() -> str:
+    """English text every machine has: CPython's pydoc topics (pydoc_data), sorted by key, blank-line joined."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def token_windows(tokenizer, n_windows: int = 16, window: int = 512, text: str | None = None) -> torch.Tensor:
+    """(n_windows, window) token ids: consecutive, non-overlapping windows from the start of the text."""
+    if n_windows < 1 or window < 2:
+        raise ValueError(f"need n_windows >= 1 and window >= 2, got {n_windows} and {window}")
+    ids = tokenizer(reference_text() if text is None else text, return_tensors="pt")["input_ids"][0]
+    available = ids.numel() // window
+    if n_windows > available:
+        raise ValueError(f"the text has {ids.numel():,} tokens: room for {available} windows of {window}, "
+                         f"not {n_windows}")
+    return ids[: n_windows * window].reshape(n_windows, window)
+
+
+@torch.no_grad()
+def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1, progress: bool = False) -> float:
+    """exp(mean negative log-likelihood) of every next token in every window (each window on its own)."""
+    if windows.dim() != 2 or windows.shape[1] < 2:
+        raise ValueError(f"windows must be (n, length >= 2) token ids, got shape {tuple(windows.shape)}")
+    total_nll, total_tokens = 0.0, 0
+    batches = range(0, windows.shape[0], batch_size)
+    for start in tqdm(batches, desc="perplexity", disable=not progress, leave=False):
+        batch = windows[start:start + batch_size]
+        logits = model(input_ids=batch).logits.float()  # (batch, length, vocab)
+        nll = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
+                              reduction="sum")
+        total_nll += nll.item()
+        total_tokens += batch[:, 1:].numel()
+    return math.exp(total_nll / total_tokens)
+
+
+@torch.no_grad()
+def next_token_agreement(reference: nn.Module, model: nn.Module, windows: torch.Tensor,
+                         progress: bool = False) -> dict[str, float]:
+    """Mean KL(reference || model) of next-token distributions (nats) and top-1 agreement, over all positions."""
+    total_kl, total_agree, count = 0.0, 0, 0
+    for window in tqdm(windows, desc="KL", disable=not progress, leave=False):
+        batch = window.unsqueeze(0)
+        log_p = F.log_softmax(reference(input_ids=batch).logits.float(), dim=-1)[0]  # (length, vocab)
+        log_q = F.log_softmax(model(input_ids=batch).logits.float(), dim=-1)[0]
+        total_kl += (log_p.exp() * (log_p - log_q)).sum().item()
+        total_agree += (log_p.argmax(-1) == log_q.argmax(-1)).sum().item()
+        count += log_p.shape[0]
+    return {"kl": total_kl / count, "top1": total_agree / count}
+
+
+_NOT_WEIGHT = ("bias", "input_scale", "output_scale")  # quanto keeps activation scales on its layers
+
+
+def linear_weight_bits(model: nn.Module, exclude: tuple[str, ...] = ("lm_head",)) -> dict[str, float]:
+    """Bytes and bits per weight of all linear layers' weights (codes + scales + minimums; no biases).
+
+    Works for nn.Linear, optimum-quanto's QLinear (an nn.Linear holding a quantized tensor) and the course's
+    quantized layers (anything with in_features and out_features). Tied layers count once.
+    """
+    total_bytes, total_weights, seen = 0, 0, set()
+    for name, module in model.named_modules():
+        if not (hasattr(module, "in_features") and hasattr(module, "out_features")):
+            continue
+        if any(name == p or name.endswith("." + p) for p in exclude) or id(module) in seen:
+            continue
+        seen.add(id(module))
+        for tensor_name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if tensor is not None and tensor_name not in _NOT_WEIGHT:
+                total_bytes += tensor_bytes(tensor)
+        total_weights += module.in_features * module.out_features
+    if total_weights == 0:
+        raise ValueError("the model has no linear layers outside the excluded ones")
+    return {"bytes": total_bytes, "weights": total_weights, "bits_per_weight": 8 * total_bytes / total_weights}

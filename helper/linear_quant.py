@@ -22,6 +22,8 @@ __all__ = [
     "choose_qparams_symmetric",
     "quantize",
     "dequantize",
+    "quantize_with_offset",
+    "dequantize_with_offset",
     "to_rows",
     "from_rows",
     "choose_qparams",
@@ -43,6 +45,8 @@ class QuantScheme:
     restricted: symmetric grid -(2^(b-1) - 1)..2^(b-1) - 1, dropping the lone most-negative level.
     granularity: one (scale, zero_point) per tensor, per channel along `axis`, or per group of
     `group_size` consecutive values along the last dimension.
+    zero_point_domain: "int" (x_hat = (q - zero_point) * scale, 0.0 exact) or "float" for asymmetric
+    unsigned schemes: x_hat = q * scale + min, the "scale and min" of GGUF Q4_1 and optimum-quanto's qint4.
     """
 
     bits: int = 8
@@ -52,6 +56,7 @@ class QuantScheme:
     group_size: int | None = None
     signed: bool = True
     restricted: bool = False
+    zero_point_domain: str = "int"
 
     def __post_init__(self) -> None:
         if self.bits not in SUPPORTED_BITS:
@@ -64,6 +69,10 @@ class QuantScheme:
             raise ValueError("a symmetric scheme uses signed integers (zero_point 0 in the middle); set signed=True")
         if self.restricted and not self.symmetric:
             raise ValueError("restricted applies to symmetric schemes only")
+        if self.zero_point_domain not in ("int", "float"):
+            raise ValueError(f"zero_point_domain must be 'int' or 'float', got {self.zero_point_domain!r}")
+        if self.zero_point_domain == "float" and (self.symmetric or self.signed):
+            raise ValueError("a float zero-point (scale and min) needs symmetric=False, signed=False")
 
     @property
     def qmin(self) -> int:
@@ -142,6 +151,17 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -
     return (q.to(torch.int32) - zero_point).float() * scale
 
 
+def quantize_with_offset(x: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, qmax: int) -> torch.Tensor:
+    """q = clamp(round((x - offset) / scale), 0, qmax): unsigned codes above a float minimum."""
+    q = torch.clamp(torch.round((x.float() - offset) / scale), 0, qmax)
+    return q.to(_storage_dtype(max(1, math.ceil(math.log2(qmax + 1))), signed=False))
+
+
+def dequantize_with_offset(q: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """x_hat = q * scale + offset, in float32."""
+    return q.float() * scale + offset
+
+
 def to_rows(x: torch.Tensor, scheme: QuantScheme) -> torch.Tensor:
     """View x as rows that each get one (scale, zero_point): (1, n), (channels, n/channels) or (n/g, g)."""
     if scheme.granularity == "per_tensor":
@@ -177,6 +197,9 @@ def choose_qparams(x: torch.Tensor, scheme: QuantScheme,
         rmax = torch.as_tensor(clip[1], dtype=torch.float32).reshape(-1, 1)
     if scheme.symmetric:
         return choose_qparams_symmetric(torch.maximum(rmin.abs(), rmax.abs()), scheme.bits, scheme.restricted)
+    if scheme.zero_point_domain == "float":
+        scale = (rmax - rmin) / scheme.qmax
+        return torch.where(scale > 0, scale, torch.ones_like(scale)), rmin  # the offset is the row's minimum
     return choose_qparams_asymmetric(rmin, rmax, scheme.bits, scheme.signed)
 
 
@@ -186,13 +209,17 @@ class QuantizedTensor:
 
     data: torch.Tensor  # (rows, n) integer codes
     scale: torch.Tensor  # (rows, 1) float32
-    zero_point: torch.Tensor  # (rows, 1) int32
+    zero_point: torch.Tensor  # (rows, 1) int32, or float32 offsets when zero_point_domain == "float"
     shape: torch.Size
     scheme: QuantScheme
 
     def dequantize(self) -> torch.Tensor:
         """x_hat in the original shape (float32)."""
-        return from_rows(dequantize(self.data, self.scale, self.zero_point), self.shape, self.scheme)
+        if self.scheme.zero_point_domain == "float":
+            rows = dequantize_with_offset(self.data, self.scale, self.zero_point)
+        else:
+            rows = dequantize(self.data, self.scale, self.zero_point)
+        return from_rows(rows, self.shape, self.scheme)
 
     def codes(self) -> torch.Tensor:
         """The integer codes in the original shape."""
@@ -204,7 +231,10 @@ def quantize_tensor(x: torch.Tensor, scheme: QuantScheme,
     """Quantize x with scheme; clip = per-row (min, max) from calibration, else each row's own min/max."""
     scale, zero_point = choose_qparams(x, scheme, clip)
     rows = to_rows(x.detach().float(), scheme)
-    data = quantize(rows, scale, zero_point, scheme.qmin, scheme.qmax)
+    if scheme.zero_point_domain == "float":
+        data = quantize_with_offset(rows, scale, zero_point, scheme.qmax)
+    else:
+        data = quantize(rows, scale, zero_point, scheme.qmin, scheme.qmax)
     return QuantizedTensor(data, scale, zero_point, x.shape, scheme)
 
 
@@ -229,6 +259,8 @@ class _FakeQuantize(torch.autograd.Function):
 def fake_quantize(x: torch.Tensor, scheme: QuantScheme,
                   clip: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """x rounded to its quantization grid but kept in float, differentiable with a straight-through estimator."""
+    if scheme.zero_point_domain != "int":
+        raise ValueError("fake_quantize supports integer zero-points (zero_point_domain='int')")
     scale, zero_point = choose_qparams(x, scheme, clip)
     rows = to_rows(x.float(), scheme)
     out = _FakeQuantize.apply(rows, scale, zero_point.float(), scheme.qmin, scheme.qmax)

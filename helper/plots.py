@@ -14,7 +14,8 @@ from .sizes import FORMAT_BITS, model_memory_bytes
 
 __all__ = ["FIELD_COLOURS", "plot_bit_layout", "plot_value_spacing", "plot_bytes_per_parameter",
            "plot_model_memory", "plot_footprints", "plot_downcast_cost", "plot_number_line", "plot_grid_on_histogram",
-           "plot_quantization_heatmaps", "plot_error_vs_group_size", "plot_calibration_ranges"]
+           "plot_quantization_heatmaps", "plot_error_vs_group_size", "plot_calibration_ranges", "plot_module_sizes",
+           "plot_perplexity_vs_bits"]
 
 FIELD_COLOURS = {"sign": "#d62728", "exponent": "#1f77b4", "mantissa": "#2ca02c"}
 
@@ -229,4 +230,41 @@ def plot_calibration_ranges(x: torch.Tensor, ranges: dict[str, tuple[float, floa
     ax.set_ylabel("count (log scale)")
     ax.set_title("Where each calibration method puts the range")
     ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_module_sizes(sizes: dict[str, dict[str, int]], ax=None) -> Figure:
+    """Grouped bars (MB): each top-level module's size in each version of a model (outer key: version)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.4))
+    versions = list(sizes)
+    modules = list(next(iter(sizes.values())))
+    width = 0.8 / len(versions)
+    x = np.arange(len(modules))
+    for i, (version, colour) in enumerate(zip(versions, plt.cm.viridis(np.linspace(0.2, 0.8, len(versions))))):
+        megabytes = [sizes[version].get(module, 0) / 1e6 for module in modules]
+        bars = ax.bar(x + (i - (len(versions) - 1) / 2) * width, megabytes, width, label=version, color=colour)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(x, modules)
+    ax.set_ylabel("size (MB)")
+    ax.set_title("Size per module, before and after quantization")
+    ax.legend(fontsize=8)
+    return ax.figure
+
+
+def plot_perplexity_vs_bits(rows: list[dict[str, object]], baseline: float | None = None, ax=None) -> Figure:
+    """Scatter: perplexity against bits per linear weight, one labelled point per recipe."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.2))
+    for row in rows:
+        ax.scatter(row["bits_per_weight"], row["perplexity"], s=30, zorder=3)
+        ax.annotate(row["recipe"], (row["bits_per_weight"], row["perplexity"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    if baseline is not None:
+        ax.axhline(baseline, color="0.5", linestyle="--", linewidth=1, label=f"fp32 perplexity {baseline:.2f}")
+        ax.legend(fontsize=8, loc="upper right")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("bits per linear weight (codes + scales, log scale)")
+    ax.set_ylabel("perplexity (lower is better)")
+    ax.set_title("SmolLM2-135M: quality against size")
     return ax.figure

@@ -12,7 +12,7 @@ from ._text import text_table
 from .dtypes import bit_width, resolve_dtype
 
 __all__ = ["FORMAT_BITS", "bits_per_parameter", "model_memory_bytes", "format_bytes", "memory_table_text",
-           "tensor_bytes", "compute_module_sizes", "module_sizes_text", "footprints_by_dtype"]
+           "tensor_bytes", "compute_module_sizes", "module_sizes_text", "footprints_by_dtype", "size_breakdown"]
 
 # Formats a weight can be stored in, by the name the lessons use. INT4 is not a torch dtype:
 # two 4-bit values share one byte once packed (lesson 04).
@@ -104,3 +104,33 @@ def footprints_by_dtype(model: nn.Module,
     for dtype in dtypes:
         result[str(dtype).removeprefix("torch.")] = compute_module_sizes(copy.deepcopy(model).to(dtype))[""]
     return result
+
+
+_CODE_NAMES = {"_data", "int8_weights", "packed_weights"}
+_SCALE_NAMES = {"_scale", "_shift", "scales", "minimums"}
+
+
+def _kind(name: str) -> str | None:
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf in _CODE_NAMES:
+        return "quantized weight codes"
+    if leaf in _SCALE_NAMES:
+        return "weight scales (and minimums)"
+    return None
+
+
+def size_breakdown(model: nn.Module) -> dict[str, int]:
+    """Bytes by kind: quantized codes, their scales, float tensors left as they were, and other buffers."""
+    breakdown: dict[str, int] = defaultdict(int)
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if hasattr(tensor, "__tensor_flatten__"):  # an optimum-quanto weight: split into its parts
+            for inner in tensor.__tensor_flatten__()[0]:
+                breakdown[_kind(inner) or "quantized weight codes"] += tensor_bytes(getattr(tensor, inner))
+            continue
+        kind = _kind(name)
+        if kind is None:
+            leaf = name.rsplit(".", 1)[-1]
+            kind = ("activation scales (quanto buffers)" if leaf in ("input_scale", "output_scale")
+                    else "float tensors left as they were" if tensor.is_floating_point() else "integer buffers")
+        breakdown[kind] += tensor_bytes(tensor)
+    return dict(breakdown)

@@ -18,6 +18,9 @@ import helper
                     2 ** (bits - 1) - 1),
         w.abs().amax(1, keepdim=True) / (2 ** (bits - 1) - 1))),
     ("03.sqnr_8bit_sine", 49.92),
+    ("04.pack_2bit", lambda v: (v[..., 0::4] | v[..., 1::4] << 2 | v[..., 2::4] << 4 | v[..., 3::4] << 6)),
+    ("04.w4a16_layer_bytes", 552_960),
+    ("04.bits_per_weight_g32", 4.5),
 ])
 def test_right_answers_are_accepted(exercise, answer):
     feedback = helper.evaluate(exercise, answer)
@@ -55,6 +58,14 @@ def test_right_answers_are_accepted(exercise, answer):
     ("03.per_channel_quantize", 3, "pass your function"),
     ("03.per_channel_quantize", lambda w, bits: None, "returned None"),
     ("03.sqnr_8bit_sine", 48.16, "uniform"),
+    ("04.pack_2bit", lambda v: (v[..., 3::4] | v[..., 2::4] << 2 | v[..., 1::4] << 4 | v[..., 0::4] << 6),
+     "reverse order"),
+    ("04.pack_2bit", lambda v: v, "expected shape"),
+    ("04.pack_2bit", lambda v: None, "returned None"),
+    ("04.w4a16_layer_bytes", 442_368, "packed codes only"),
+    ("04.w4a16_layer_bytes", 576 * 1536 + 110_592, "two per byte"),
+    ("04.bits_per_weight_g32", 4, "scales cost"),
+    ("04.bits_per_weight_g32", 5, "fp32 scales"),
 ])
 def test_wrong_answers_get_specific_feedback(exercise, answer, hint):
     feedback = helper.evaluate(exercise, answer)

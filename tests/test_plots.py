@@ -71,3 +71,12 @@ def test_lesson_03_figures():
     assert fig.axes[0].lines[0].get_xdata().tolist() == [32, 64]
     fig = helper.plot_calibration_ranges(relu, {"minmax": (0.0, 3.0)})
     assert "minmax: [0.00, 3.00]" in fig.axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_lesson_04_figures():
+    fig = helper.plot_module_sizes({"before": {"a": 2_000_000, "b": 1_000_000}, "after": {"a": 500_000, "b": 0}})
+    assert sorted(b.get_height() for b in fig.axes[0].patches) == [0.0, 0.5, 1.0, 2.0]
+    rows = [{"recipe": "fp32", "bits_per_weight": 32.0, "perplexity": 14.9},
+            {"recipe": "int4", "bits_per_weight": 5.0, "perplexity": 20.1}]
+    fig = helper.plot_perplexity_vs_bits(rows, baseline=14.9)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["fp32", "int4"]

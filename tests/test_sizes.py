@@ -80,3 +80,28 @@ def test_footprints_by_dtype_leaves_the_model_alone():
     model = helper.DummyModel()
     assert helper.footprints_by_dtype(model) == {"float32": 120, "float16": 60, "bfloat16": 60}
     assert model.linear_1.weight.dtype == torch.float32
+
+
+def test_flan_t5_after_quanto_int8_matches_the_classic_course_to_the_byte():
+    from optimum.quanto import freeze, qint8, quantize
+
+    model = helper.build_model("google/flan-t5-small")
+    quantize(model, weights=qint8)
+    freeze(model)
+    sizes = helper.compute_module_sizes(model)
+    assert sizes[""] == 126_828_680  # the original course: 0.12682868 GB
+    assert model.get_memory_footprint() > 300_000_000  # transformers does not see quanto's savings
+    breakdown = helper.size_breakdown(model)
+    assert sum(breakdown.values()) == sizes[""]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert breakdown["quantized weight codes"] == sum(m.in_features * m.out_features for m in linears)
+    assert breakdown["weight scales (and minimums)"] == sum(m.out_features * 4 for m in linears)
+    assert breakdown["activation scales (quanto buffers)"] == len(linears) * 8
+
+
+def test_size_breakdown_of_course_layers():
+    from helper.layers import W4A16Linear
+
+    layer = W4A16Linear.from_linear(torch.nn.Linear(64, 8, bias=False), group_size=32, symmetric=False)
+    assert helper.size_breakdown(layer) == {"quantized weight codes": 64 * 8 // 2,
+                                            "weight scales (and minimums)": 2 * 8 * 2 * 4}

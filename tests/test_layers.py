@@ -1,0 +1,161 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import helper
+from helper import QuantScheme
+from helper.layers import W2A16Linear, W4A16Linear, W8A16Linear, fit_group_size, load_quantized, replace_linear, \
+    save_quantized
+
+
+def _linear(in_features=96, out_features=40, bias=True, seed=0):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return nn.Linear(in_features, out_features, bias=bias)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+def test_w8a16_equals_linear_with_dequantized_weights(dtype, bias):
+    linear = _linear(bias=bias).to(dtype)
+    layer = W8A16Linear.from_linear(linear)
+    assert layer.int8_weights.dtype == torch.int8 and layer.scales.dtype == dtype
+    reference = copy.deepcopy(linear)
+    reference.weight.data = layer.dequantized_weight()
+    x = torch.randn(5, 96).to(dtype)
+    assert torch.equal(layer(x), reference(x))
+    assert torch.allclose(layer(x).float(), linear(x).float(), atol=0.05)
+
+
+@pytest.mark.parametrize("cls, bits", [(W4A16Linear, 4), (W2A16Linear, 2)], ids=["int4", "int2"])
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("group_size", [16, 32, 96])
+def test_wna16_matches_linear_quant_and_packs_for_real(cls, bits, symmetric, group_size):
+    linear = _linear()
+    layer = cls.from_linear(linear, group_size=group_size, symmetric=symmetric)
+    expected = helper.quantize_tensor(linear.weight.detach(), layer.scheme).dequantize()
+    assert torch.equal(layer.dequantized_weight(), expected)
+    reference = copy.deepcopy(linear)
+    reference.weight.data = expected
+    x = torch.randn(3, 96)
+    assert torch.equal(layer(x), reference(x))
+    # storage: exactly bits per weight for the codes, plus one scale (and min) per group
+    groups = 40 * 96 // group_size
+    assert layer.packed_weights.dtype == torch.uint8
+    assert helper.tensor_bytes(layer.packed_weights) * 8 == 40 * 96 * bits
+    expected_bytes = 40 * 96 * bits // 8 + groups * 4 * (1 if symmetric else 2) + 40 * 4
+    assert helper.compute_module_sizes(layer)[""] == expected_bytes
+
+
+def test_fit_group_size_follows_quanto():
+    assert fit_group_size(576) == 96 and fit_group_size(1536) == 128 and fit_group_size(64, 32) == 32
+    with pytest.raises(ValueError, match="no multiple of 32 up to 128 divides in_features 100"):
+        fit_group_size(100)
+
+
+def test_replace_linear_swaps_all_but_excluded():
+    model = nn.Sequential()
+    model.add_module("encoder", nn.Sequential(_linear(8, 8), nn.ReLU(), _linear(8, 8, seed=1)))
+    model.add_module("lm_head", _linear(8, 4, seed=2))
+    head = model.lm_head
+    assert replace_linear(model, W8A16Linear) is model
+    assert isinstance(model.encoder[0], W8A16Linear) and isinstance(model.encoder[2], W8A16Linear)
+    assert model.lm_head is head  # untouched
+
+
+def test_replace_linear_keeps_tied_weights_tied():
+    first, second = _linear(8, 8), _linear(8, 8)
+    second.weight = first.weight
+    model = nn.Sequential(first, second)
+    replace_linear(model, W8A16Linear, exclude=())
+    assert model[0] is model[1]
+
+
+def test_replace_linear_rejects_non_layers():
+    with pytest.raises(ValueError, match="target_class must be a quantized layer class"):
+        replace_linear(nn.Sequential(_linear()), nn.Linear)
+    with pytest.raises(ValueError, match="group_size 128 does not divide in_features 96"):
+        replace_linear(nn.Sequential(_linear()), W4A16Linear, group_size=128)
+    model = replace_linear(nn.Sequential(_linear()), W4A16Linear, group_size=128, adapt_group_size=True)
+    assert model[0].group_size == 96
+
+
+def test_save_and_reload_give_identical_outputs(tmp_path):
+    model = nn.Sequential(_linear(64, 64), nn.ReLU(), _linear(64, 32, seed=1), nn.ReLU(), _linear(32, 8, seed=2))
+    replace_linear(model, W4A16Linear, exclude=("4",), group_size=32)
+    model[2] = W8A16Linear.from_linear(_linear(64, 32, seed=1))
+    path = save_quantized(model, tmp_path / "model.safetensors")
+    fresh = nn.Sequential(_linear(64, 64, seed=9), nn.ReLU(), _linear(64, 32, seed=9), nn.ReLU(), _linear(32, 8, seed=9))
+    load_quantized(fresh, path)
+    x = torch.randn(4, 64)
+    assert torch.equal(fresh(x), model(x))
+    assert isinstance(fresh[0], W4A16Linear) and isinstance(fresh[2], W8A16Linear)
+
+
+def test_save_and_reload_a_real_llm_with_tied_embeddings(tmp_path, smollm2):
+    model, tokenizer = smollm2
+    quantized = replace_linear(copy.deepcopy(model), W8A16Linear)
+    path = save_quantized(quantized, tmp_path / "smollm2-w8a16.safetensors")
+    assert path.stat().st_size < 0.45 * model.get_memory_footprint()
+    from transformers import AutoModelForCausalLM
+
+    skeleton = AutoModelForCausalLM.from_config(model.config)
+    reloaded = load_quantized(skeleton, path).eval()
+    batch = tokenizer("Quantized models can be saved and loaded.", return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(reloaded(**batch).logits, quantized(**batch).logits)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: save_quantized(nn.Sequential(_linear()), "/tmp/never.safetensors"), "no quantized layers"),
+    (lambda: load_quantized(nn.Sequential(_linear()), "/tmp/does-not-exist.safetensors"), "no quantized model"),
+    (lambda: W4A16Linear(96, 8, group_size=0), "group_size 0 does not divide"),
+])
+def test_bad_input(call, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        call()
+
+
+def test_load_rejects_a_plain_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ValueError, match="not written by save_quantized"):
+        load_quantized(nn.Sequential(_linear()), tmp_path / "plain.safetensors")
+
+
+# Reference: optimum-quanto.
+def test_w8a16_is_bit_identical_to_quanto_qint8(smollm2):
+    from optimum.quanto import freeze, qint8, quantize
+
+    model, _ = smollm2
+    for name in ["model.layers.0.self_attn.q_proj", "model.layers.7.mlp.down_proj", "model.layers.29.mlp.up_proj"]:
+        linear = model.get_submodule(name)
+        ours = W8A16Linear.from_linear(linear)
+        theirs = nn.Sequential(copy.deepcopy(linear))
+        quantize(theirs, weights=qint8)
+        freeze(theirs)
+        weight = theirs[0].weight
+        assert torch.equal(weight._data, ours.int8_weights)
+        assert torch.equal(weight._scale.flatten(), ours.scales)
+        x = torch.randn(2, linear.in_features)
+        assert torch.equal(theirs(x), ours(x))
+
+
+def test_w4a16_close_to_quanto_qint4(smollm2):
+    from optimum.quanto import freeze, qint4, quantize
+
+    linear = smollm2[0].get_submodule("model.layers.3.mlp.down_proj")
+    theirs = nn.Sequential(copy.deepcopy(linear))
+    quantize(theirs, weights=qint4)
+    freeze(theirs)
+    ours = W4A16Linear.from_linear(linear, group_size=128, symmetric=False)
+    x = torch.randn(4, linear.in_features)
+    reference = linear(x).detach()
+    error_ours = (ours(x) - reference).pow(2).mean()
+    error_theirs = (theirs(x) - reference).pow(2).mean()
+    # same family (4-bit, g128, scale + float minimum); quanto also optimises the range: within 25 %
+    assert error_ours.item() == pytest.approx(error_theirs.item(), rel=0.25)
+    assert torch.allclose(ours(x), theirs(x), atol=0.15 * reference.abs().max().item())
