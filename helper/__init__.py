@@ -1,5 +1,7 @@
 """Quantization Fundamentals: the tested code behind the lessons. Import names from here."""
 
+from .awq import (LLAMA_SCALE_GROUPS, AWQConfig, ScaleGroup, activation_scale, apply_scale, awq_quantize_blocks,
+                  awq_quantize_model, awq_scales, rtn_weight, search_scale)
 from .calibration import CALIBRATION_METHODS, RangeObserver, calibrate_range, capture_inputs
 from .dtypes import (FLOAT_LAYOUTS, INT_BITS, Decomposition, FloatLayout, all_finite_values, bit_width, decompose,
                      describe_value, dtype_name, exact_decimal, format_table, format_table_text, from_bits,
@@ -7,11 +9,17 @@ from .dtypes import (FLOAT_LAYOUTS, INT_BITS, Decomposition, FloatLayout, all_fi
 from .evaluate import (linear_weight_bits, logit_error, mean_cosine, next_token_agreement, perplexity, reference_text,
                        token_windows, weight_differences)
 from .exercises import EXERCISES, Feedback, check, evaluate
+from .gptq import (GPTQConfig, GPTQResult, HessianAccumulator, gptq_pack, gptq_quantize_blocks, gptq_quantize_model,
+                   gptq_quantize_weight, weight_scheme)
 from .layers import (W2A16Linear, W4A16Linear, W8A16Linear, WnA16Linear, fit_group_size, load_quantized,
                      replace_linear, save_quantized)
 from .linear_quant import (SUPPORTED_BITS, QuantizedTensor, QuantScheme, choose_qparams, choose_qparams_asymmetric,
                            choose_qparams_symmetric, dequantize, dequantize_with_offset, fake_quantize, from_rows,
                            integer_range, quantization_error, quantize, quantize_tensor, quantize_with_offset, to_rows)
+from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linear_layers,
+                        quantize_blocks_sequentially, run_block)
+from .mixed_precision import (UNIT_KINDS, allocate_bits, apply_allocation, bits_per_weight_of, layer_units,
+                              rtn_int4_weight, unit_sensitivity)
 from .models import (ARCHITECTURES, SMOLLM2_GGUF_NAME, DummyModel, OfflineModelMissing, blip_base_config,
                      build_model, cache_dir, chat, default_dtype, flan_t5_small_config, param_dtypes, prepare_all, embed_sentences, load_minilm, load_smollm2, minilm_path,
                      minilm_zip_path, smollm2_gguf_path)
@@ -58,4 +66,12 @@ __all__ = [
     "save_quantized",
     "PACKABLE_BITS", "pack", "packed_length", "unpack",
     "LESSON_04_RECIPES", "Recipe", "apply_recipe", "evaluate_recipes", "recipe_table_text",
+    "LLAMA_SCALE_GROUPS", "AWQConfig", "ScaleGroup", "activation_scale", "apply_scale", "awq_quantize_blocks",
+    "awq_quantize_model", "awq_scales", "rtn_weight", "search_scale",
+    "GPTQConfig", "GPTQResult", "HessianAccumulator", "gptq_pack", "gptq_quantize_blocks", "gptq_quantize_model",
+    "gptq_quantize_weight", "weight_scheme",
+    "BlockInputs", "capture_block_inputs", "decoder_blocks", "linear_layers", "quantize_blocks_sequentially",
+    "run_block",
+    "UNIT_KINDS", "allocate_bits", "apply_allocation", "bits_per_weight_of", "layer_units", "rtn_int4_weight",
+    "unit_sensitivity",
 ]

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .linear_quant import QuantScheme, quantize_tensor
+from .linear_quant import QuantizedTensor, QuantScheme, quantize_tensor
 from .packing import pack, packed_length, unpack
 
 __all__ = ["W8A16Linear", "WnA16Linear", "W4A16Linear", "W2A16Linear", "fit_group_size", "replace_linear",
@@ -103,13 +103,27 @@ class WnA16Linear(nn.Module):
             group_size = fit_group_size(linear.in_features, group_size)
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, group_size, symmetric, dtype)
         quantized = quantize_tensor(linear.weight.detach(), layer.scheme)
-        codes = quantized.codes().to(torch.int32) - layer.scheme.qmin  # (out, in), now 0..2^b - 1
+        return cls.from_quantized(quantized, linear.bias, dtype)
+
+    @classmethod
+    def from_quantized(cls, quantized: QuantizedTensor, bias: torch.Tensor | None = None,
+                       dtype: torch.dtype = torch.float32) -> "WnA16Linear":
+        """Pack codes and scales found elsewhere (RTN, GPTQ) on this layer's per-group grid into a layer."""
+        scheme = quantized.scheme
+        if scheme.granularity != "per_group" or scheme.bits != cls.bits or len(quantized.shape) != 2:
+            raise ValueError(f"{cls.__name__} stores a 2-D per-group {cls.bits}-bit tensor, got "
+                             f"{scheme.granularity} {scheme.bits}-bit of shape {tuple(quantized.shape)}")
+        out_features, in_features = quantized.shape
+        layer = cls(in_features, out_features, bias is not None, scheme.group_size, scheme.symmetric, dtype)
+        if scheme != layer.scheme:
+            raise ValueError(f"the tensor's scheme {scheme} is not this layer's grid {layer.scheme}")
+        codes = quantized.codes().to(torch.int32) - scheme.qmin  # (out, in), now 0..2^b - 1
         layer.packed_weights.copy_(pack(codes, cls.bits))
-        layer.scales.copy_(quantized.scale.reshape(linear.out_features, -1))
-        if not symmetric:
-            layer.minimums.copy_(quantized.zero_point.reshape(linear.out_features, -1))
-        if linear.bias is not None:
-            layer.bias.copy_(linear.bias.detach())
+        layer.scales.copy_(quantized.scale.reshape(out_features, -1))
+        if not scheme.symmetric:
+            layer.minimums.copy_(quantized.zero_point.reshape(out_features, -1))
+        if bias is not None:
+            layer.bias.copy_(bias.detach())
         return layer
 
     def dequantized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -1,0 +1,126 @@
+"""Mixed precision: measure which layers suffer most from 4 bits, give those 8 bits, stay within a size budget.
+
+Taught in 06. Sensitivity of a unit (one layer type across all blocks, or one whole block) = mean KL
+divergence of next-token distributions from the fp32 model when only that unit is quantized to int4.
+The allocation upgrades units to int8 greedily by KL saved per extra bit until the budget is spent.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .layers import W4A16Linear, W8A16Linear, fit_group_size
+from .linear_quant import QuantScheme, quantize_tensor
+
+__all__ = ["UNIT_KINDS", "layer_units", "rtn_int4_weight", "unit_sensitivity", "bits_per_weight_of",
+           "allocate_bits", "apply_allocation"]
+
+UNIT_KINDS = ("type", "block")
+
+
+def _matches(name: str, exclude: tuple[str, ...]) -> bool:
+    return any(name == e or name.endswith("." + e) for e in exclude)
+
+
+def layer_units(model: nn.Module, by: str = "type", exclude: tuple[str, ...] = ("lm_head",)) -> dict[str, list[str]]:
+    """Linear layer names grouped by type ("self_attn.q_proj" in every block) or by block ("layers.3")."""
+    if by not in UNIT_KINDS:
+        raise ValueError(f"by must be one of {UNIT_KINDS}, got {by!r}")
+    units: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or _matches(name, exclude):
+            continue
+        match = re.search(r"layers\.(\d+)\.(.+)$", name)
+        key = (match.group(2) if by == "type" else f"layers.{match.group(1)}") if match else name
+        units.setdefault(key, []).append(name)
+    if not units:
+        raise ValueError("the model has no linear layers outside the excluded ones")
+    return units
+
+
+def rtn_int4_weight(weight: torch.Tensor, group_size: int = 128, symmetric: bool = True) -> torch.Tensor:
+    """The weight a W4A16Linear.from_linear(..., adapt_group_size=True) layer computes with."""
+    group_size = fit_group_size(weight.shape[1], group_size)
+    scheme = (QuantScheme(bits=4, granularity="per_group", group_size=group_size) if symmetric else
+              QuantScheme(bits=4, symmetric=False, signed=False, granularity="per_group", group_size=group_size,
+                          zero_point_domain="float"))
+    return quantize_tensor(weight, scheme).dequantize().to(weight.dtype)
+
+
+@torch.no_grad()
+def unit_sensitivity(model: nn.Module, windows: torch.Tensor, units: dict[str, list[str]], group_size: int = 128,
+                     symmetric: bool = True, progress: bool = False) -> dict[str, float]:
+    """Mean KL(fp32 || model with only this unit in int4) over all next-token positions, per unit (nats).
+
+    The model is quantized and restored in place, one unit at a time; its weights are unchanged afterwards.
+    """
+    if windows.dim() != 2 or windows.shape[0] == 0:
+        raise ValueError(f"windows must be a non-empty (n, tokens) tensor, got shape {tuple(windows.shape)}")
+    reference = [F.log_softmax(model(input_ids=w.unsqueeze(0)).logits.double()[0], dim=-1) for w in windows]
+    sensitivity = {}
+    for unit, names in tqdm(units.items(), desc="sensitivity", disable=not progress, leave=False):
+        layers = [model.get_submodule(name) for name in names]
+        originals = [layer.weight.detach().clone() for layer in layers]
+        try:
+            for layer in layers:
+                layer.weight.copy_(rtn_int4_weight(layer.weight, group_size, symmetric))
+            kl = 0.0
+            for log_p, window in zip(reference, windows):
+                log_q = F.log_softmax(model(input_ids=window.unsqueeze(0)).logits.double()[0], dim=-1)
+                kl += (log_p.exp() * (log_p - log_q)).sum(-1).mean().item()
+            sensitivity[unit] = kl / len(windows)
+        finally:
+            for layer, original in zip(layers, originals):
+                layer.weight.copy_(original)
+    return sensitivity
+
+
+def bits_per_weight_of(linear: nn.Linear, bits: int, group_size: int = 128) -> float:
+    """Storage of the course's layers per weight: 8 + 32/in (W8A16, fp32 scales) or 4 + 32/g (W4A16, symmetric)."""
+    if bits == 8:
+        return 8 + 32 / linear.in_features
+    if bits == 4:
+        return 4 + 32 / fit_group_size(linear.in_features, group_size)
+    raise ValueError(f"mixed precision here chooses between 4 and 8 bits, got {bits}")
+
+
+def allocate_bits(model: nn.Module, units: dict[str, list[str]], sensitivity: dict[str, float],
+                  budget_bits: float, group_size: int = 128) -> dict[str, int]:
+    """Bits (4 or 8) per unit: start all at 4, upgrade the units with most KL per extra bit while within budget."""
+    sizes = {unit: [(model.get_submodule(n).weight.numel(), model.get_submodule(n)) for n in names]
+             for unit, names in units.items()}
+    total = sum(count for layers in sizes.values() for count, _ in layers)
+
+    def cost(unit: str, bits: int) -> float:  # bits spent on this unit
+        return sum(count * bits_per_weight_of(layer, bits, group_size) for count, layer in sizes[unit])
+
+    allocation = {unit: 4 for unit in units}
+    spent = sum(cost(unit, 4) for unit in units)
+    if spent / total > budget_bits + 1e-9:
+        raise ValueError(f"the budget {budget_bits} bits/weight is below all-int4 ({spent / total:.3f})")
+    extra = {unit: cost(unit, 8) - cost(unit, 4) for unit in units}
+    for unit in sorted(units, key=lambda u: sensitivity[u] / extra[u], reverse=True):
+        if (spent + extra[unit]) / total <= budget_bits + 1e-9:
+            allocation[unit] = 8
+            spent += extra[unit]
+    return allocation
+
+
+def apply_allocation(model: nn.Module, units: dict[str, list[str]], allocation: dict[str, int],
+                     group_size: int = 128) -> nn.Module:
+    """Swap each unit's linear layers for W8A16Linear or W4A16Linear (symmetric, group_size), in place."""
+    for unit, names in units.items():
+        bits = allocation[unit]
+        for name in names:
+            linear = model.get_submodule(name)
+            layer = (W8A16Linear.from_linear(linear) if bits == 8 else
+                     W4A16Linear.from_linear(linear, group_size, adapt_group_size=True))
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, layer)
+    return model
+

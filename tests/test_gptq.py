@@ -1,0 +1,133 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from helper.gptq import (GPTQConfig, HessianAccumulator, gptq_pack, gptq_quantize_blocks, gptq_quantize_weight,
+                         weight_scheme)
+from helper.layers import W4A16Linear
+from helper.layerwise import BlockInputs
+from helper.linear_quant import quantize_tensor
+
+
+def _problem(in_features=128, out_features=48, tokens=1024, seed=0):
+    """Correlated inputs with uneven channel scales, as real activations have: where GPTQ beats RTN."""
+    generator = torch.Generator().manual_seed(seed)
+    mixing = torch.eye(in_features) + 0.5 * torch.randn(in_features, in_features, generator=generator) / 8
+    x = torch.randn(tokens, in_features, generator=generator) * torch.linspace(0.2, 3, in_features) @ mixing
+    weight = torch.randn(out_features, in_features, generator=generator)
+    accumulator = HessianAccumulator(in_features)
+    accumulator.add_batch(x)
+    return x, weight, accumulator.result()
+
+
+def _output_error(x, weight, quantized):
+    return (x @ (weight - quantized).T).pow(2).mean().item()
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("group_size", [None, 32], ids=["per-row", "g32"])
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "scale+min"])
+def test_gptq_beats_rtn_on_the_layer_output(bits, group_size, symmetric):
+    x, weight, hessian = _problem()
+    config = GPTQConfig(bits, group_size, symmetric)
+    result = gptq_quantize_weight(weight, hessian, config)
+    rtn = quantize_tensor(weight, weight_scheme(config, group_size or 128)).dequantize()
+    assert _output_error(x, weight, result.weight) < 0.95 * _output_error(x, weight, rtn)
+
+
+@pytest.mark.parametrize("act_order", [False, True], ids=["natural", "act-order"])
+def test_result_lies_on_its_own_grid_and_stores_in_a_packed_layer(act_order):
+    x, weight, hessian = _problem()
+    result = gptq_quantize_weight(weight, hessian, GPTQConfig(4, 32, act_order=act_order))
+    assert torch.equal(result.quantized.dequantize(), result.weight)
+    codes = result.quantized.codes()
+    assert codes.min() >= -8 and codes.max() <= 7
+    layer = W4A16Linear.from_quantized(result.quantized)
+    assert torch.equal(layer.dequantized_weight(), result.weight)
+
+
+def test_sixteen_bits_is_exact_to_float_precision():
+    x, weight, hessian = _problem()
+    result = gptq_quantize_weight(weight, hessian, GPTQConfig(16, None))
+    assert torch.allclose(result.weight, weight, rtol=0, atol=1e-4 * weight.abs().max().item())
+
+
+def test_act_order_quantizes_high_energy_inputs_first_and_returns_original_order():
+    x, weight, hessian = _problem()
+    permutation = torch.randperm(weight.shape[1], generator=torch.Generator().manual_seed(1))
+    result = gptq_quantize_weight(weight, hessian, GPTQConfig(4, 32, act_order=True))
+    assert torch.equal(result.order, torch.argsort(torch.diag(hessian), descending=True))
+    # permuting the inputs (weight columns and Hessian alike) permutes the answer the same way
+    permuted = gptq_quantize_weight(weight[:, permutation], hessian[permutation][:, permutation],
+                                    GPTQConfig(4, None, act_order=True))
+    plain = gptq_quantize_weight(weight, hessian, GPTQConfig(4, None, act_order=True))
+    assert torch.allclose(permuted.weight, plain.weight[:, permutation], atol=1e-5)
+
+
+def test_lazy_batches_give_the_same_answer_as_column_by_column():
+    x, weight, hessian = _problem()
+    lazy = gptq_quantize_weight(weight, hessian, GPTQConfig(4, 32, block_size=128))
+    eager = gptq_quantize_weight(weight, hessian, GPTQConfig(4, 32, block_size=32))
+    assert torch.allclose(lazy.weight, eager.weight, atol=1e-5)
+
+
+def test_a_singular_hessian_is_rescued_by_dampening_and_dead_inputs_become_zero():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 64, generator=generator)  # 8 samples: rank 8 of 64
+    x[:, 5] = 0  # an input that never fires
+    accumulator = HessianAccumulator(64)
+    accumulator.add_batch(x)
+    weight = torch.randn(16, 64, generator=generator)
+    result = gptq_quantize_weight(weight, accumulator.result(), GPTQConfig(4, 32))
+    assert torch.isfinite(result.weight).all() and (result.weight[:, 5] == 0).all()
+    with pytest.raises(ValueError, match="not positive definite even with damp=0"):
+        gptq_quantize_weight(weight, -torch.eye(64), GPTQConfig(4, 32, damp=0))
+
+
+def test_bad_input_gets_clear_errors():
+    weight = torch.randn(8, 64)
+    with pytest.raises(ValueError, match="no calibration data reached this layer"):
+        HessianAccumulator(64).result()
+    with pytest.raises(ValueError, match=r"the Hessian must be \(64, 64\)"):
+        gptq_quantize_weight(weight, torch.eye(32))
+    with pytest.raises(ValueError, match="group_size 48 does not divide in_features 64"):
+        gptq_quantize_weight(weight, torch.eye(64), GPTQConfig(4, 48))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        gptq_quantize_weight(weight * float("nan"), torch.eye(64))
+    with pytest.raises(ValueError, match="bits must be one of"):
+        GPTQConfig(bits=5.5)
+    with pytest.raises(ValueError, match="damp is a fraction"):
+        GPTQConfig(damp=2)
+    with pytest.raises(ValueError, match="inputs have 32 features, the layer has 64"):
+        HessianAccumulator(64).add_batch(torch.randn(4, 32))
+    with pytest.raises(ValueError, match="no calibration data"):
+        BlockInputs(hidden=[])
+
+
+def test_sequential_gptq_on_a_linear_stack_uses_quantized_inputs_and_beats_rtn():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 64), nn.ReLU(), nn.Linear(64, 32))
+    x = torch.randn(512, 64) * torch.linspace(0.2, 3, 64)
+    reference = model(x).detach()
+    gptq_model, rtn_model = copy.deepcopy(model), copy.deepcopy(model)
+    gptq_quantize_blocks(list(gptq_model), BlockInputs(hidden=[x]), GPTQConfig(3, 32))
+    for layer in rtn_model:
+        if isinstance(layer, nn.Linear):
+            layer.weight.data = quantize_tensor(layer.weight.detach(), weight_scheme(GPTQConfig(3, 32), 32)).dequantize()
+    gptq_error = (gptq_model(x) - reference).pow(2).mean().item()
+    rtn_error = (rtn_model(x) - reference).pow(2).mean().item()
+    assert gptq_error < 0.8 * rtn_error
+
+
+def test_gptq_pack_swaps_in_packed_layers_with_identical_outputs():
+    torch.manual_seed(0)
+    blocks = nn.ModuleList([nn.Sequential(nn.Linear(64, 64), nn.ReLU()) for _ in range(2)])
+    x = torch.randn(128, 64)
+    results = gptq_quantize_blocks(blocks, BlockInputs(hidden=[x]), GPTQConfig(4, 32))
+    expected = blocks[1](blocks[0](x))
+    holder = nn.Module()
+    gptq_pack(holder, results, blocks)
+    assert isinstance(blocks[0][0], W4A16Linear)
+    assert torch.allclose(blocks[1](blocks[0](x)), expected, atol=1e-6)

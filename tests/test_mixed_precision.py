@@ -1,0 +1,65 @@
+import copy
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from helper.layers import W4A16Linear, W8A16Linear
+from helper.evaluate import linear_weight_bits
+from helper.mixed_precision import (allocate_bits, apply_allocation, bits_per_weight_of, layer_units,
+                                    rtn_int4_weight, unit_sensitivity)
+
+
+def _tiny_llama():
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(config).eval()
+
+
+def test_units_group_layers_by_type_or_block():
+    model = _tiny_llama()
+    by_type = layer_units(model, "type")
+    assert by_type["mlp.down_proj"] == ["model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj"]
+    assert len(by_type) == 7 and "lm_head" not in str(by_type)
+    by_block = layer_units(model, "block")
+    assert list(by_block) == ["layers.0", "layers.1"] and len(by_block["layers.0"]) == 7
+    with pytest.raises(ValueError, match="by must be one of"):
+        layer_units(model, "head")
+
+
+def test_sensitivity_restores_the_model_and_grows_with_what_is_quantized():
+    model = _tiny_llama()
+    before = copy.deepcopy(model.state_dict())
+    windows = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(0))
+    units = layer_units(model, "type")
+    units["everything"] = [n for names in layer_units(model, "block").values() for n in names]
+    sensitivity = unit_sensitivity(model, windows, units, group_size=32)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(value >= 0 for value in sensitivity.values())
+    assert sensitivity["everything"] > max(v for k, v in sensitivity.items() if k != "everything")
+
+
+def test_allocation_respects_the_budget_and_the_layers_store_what_was_allocated():
+    model = _tiny_llama()
+    units = layer_units(model, "type")
+    sensitivity = {unit: float(i) for i, unit in enumerate(units)}  # down_proj most sensitive
+    all_int4 = allocate_bits(model, units, sensitivity, budget_bits=5.0, group_size=32)
+    assert set(all_int4.values()) == {4}
+    allocation = allocate_bits(model, units, sensitivity, budget_bits=6.0, group_size=32)
+    assert allocation["mlp.down_proj"] == 8
+    quantized = apply_allocation(copy.deepcopy(model), units, allocation, group_size=32)
+    assert isinstance(quantized.model.layers[0].mlp.down_proj, W8A16Linear)
+    assert isinstance(quantized.model.layers[0].self_attn.q_proj, W4A16Linear)
+    assert linear_weight_bits(quantized)["bits_per_weight"] <= 6.0
+    assert bits_per_weight_of(model.model.layers[0].mlp.down_proj, 4, 32) == 4 + 32 / 32
+    with pytest.raises(ValueError, match="below all-int4"):
+        allocate_bits(model, units, sensitivity, budget_bits=4.9, group_size=32)
+    with pytest.raises(ValueError, match="between 4 and 8 bits"):
+        bits_per_weight_of(model.model.layers[0].mlp.down_proj, 3)
+
+
+def test_rtn_int4_weight_equals_the_packed_layer():
+    linear = _tiny_llama().model.layers[0].mlp.down_proj
+    layer = W4A16Linear.from_linear(linear, 128, adapt_group_size=True)
+    assert torch.equal(rtn_int4_weight(linear.weight), layer.dequantized_weight())
