@@ -55,6 +55,8 @@ execute: setup
 
 bench: setup
 	$(PY) bench/lesson04_perplexity.py
+	$(PY) bench/lesson05_formats.py
+	$(PY) bench/lesson06_methods.py
 
 clean:
 	rm -rf $(VENV) .cache

@@ -3,12 +3,21 @@
 from .awq import (LLAMA_SCALE_GROUPS, AWQConfig, ScaleGroup, activation_scale, apply_scale, awq_quantize_blocks,
                   awq_quantize_model, awq_scales, rtn_weight, search_scale)
 from .calibration import CALIBRATION_METHODS, RangeObserver, calibrate_range, capture_inputs
+from .codebooks import (bin_counts, bin_edges, bnb_fp4_codebook, codebook_bits_per_parameter, code_entropy_bits, codebook_mse,
+                        codebook_quantize_model, dequantize_blockwise, dequantize_double, double_quantize,
+                        fake_quantize_codebook, fp4_e2m1_codebook, int4_codebook, nf4_codebook, nf4_expected_mse,
+                        quantize_blockwise)
 from .dtypes import (FLOAT_LAYOUTS, INT_BITS, Decomposition, FloatLayout, all_finite_values, bit_width, decompose,
                      describe_value, dtype_name, exact_decimal, format_table, format_table_text, from_bits,
                      neighbours, resolve_dtype, stored_value, to_bits)
 from .evaluate import (linear_weight_bits, logit_error, mean_cosine, next_token_agreement, perplexity, reference_text,
                        token_windows, weight_differences)
 from .exercises import EXERCISES, Feedback, check, evaluate
+from .format_plots import (LLAMA_CPP_7B_TRADEOFFS, plot_code_usage, plot_codebook_bins, plot_gguf_tradeoffs,
+                           plot_q4_1_block)
+from .gguf_io import (BLOCK_FORMATS, GGUFFile, GGUFFormatError, TensorInfo, dequantize_q4_0, dequantize_q4_1,
+                      dequantize_q8_0, k_quant_bits_per_weight, load_tensor, quantize_q4_0, quantize_q8_0,
+                      raw_tensor_bytes, read_gguf, split_block)
 from .gptq import (GPTQConfig, GPTQResult, HessianAccumulator, gptq_pack, gptq_quantize_blocks, gptq_quantize_model,
                    gptq_quantize_weight, weight_scheme)
 from .layers import (W2A16Linear, W4A16Linear, W8A16Linear, WnA16Linear, fit_group_size, load_quantized,
@@ -20,6 +29,8 @@ from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linea
                         quantize_blocks_sequentially, run_block)
 from .mixed_precision import (UNIT_KINDS, allocate_bits, apply_allocation, bits_per_weight_of, layer_units,
                               rtn_int4_weight, unit_sensitivity)
+from .method_plots import plot_gptq_columns, plot_salient_channels, plot_sensitivity, plot_smoothing
+from .methods import LESSON_06_METHODS, Method, apply_method, evaluate_methods, grid_bits_per_weight, method_table_text
 from .models import (ARCHITECTURES, SMOLLM2_GGUF_NAME, DummyModel, OfflineModelMissing, blip_base_config,
                      build_model, cache_dir, chat, default_dtype, flan_t5_small_config, param_dtypes, prepare_all, embed_sentences, load_minilm, load_smollm2, minilm_path,
                      minilm_zip_path, smollm2_gguf_path)
@@ -28,11 +39,14 @@ from .plots import (FIELD_COLOURS, plot_bit_layout, plot_bytes_per_parameter, pl
                     plot_downcast_cost, plot_error_vs_group_size, plot_footprints, plot_grid_on_histogram,
                     plot_model_memory, plot_module_sizes, plot_number_line, plot_perplexity_vs_bits,
                     plot_quantization_heatmaps, plot_value_spacing)
+from .outliers import LLMInt8Linear, find_outlier_features, int8_matmul_vectorwise, llm_int8_linear, llm_int8_model
 from .packing import PACKABLE_BITS, pack, packed_length, unpack
 from .qat import FakeQuantLinear, accuracy, make_mlp, make_spirals, ptq_weights, to_fake_quant, train_classifier
 from .quant_noise import (best_step_gaussian_mse, gaussian_mse, lloyd_max_gaussian, sqnr_full_scale_sine_db,
                           sqnr_full_scale_uniform_db, uniform_noise_power)
 from .recipes import LESSON_04_RECIPES, Recipe, apply_recipe, evaluate_recipes, recipe_table_text
+from .smoothquant import (ACTIVATION_MODES, W8A8FakeLinear, activation_channel_absmax, fake_int8_rows, smooth_model,
+                          smoothing_scales, w8a8_model)
 from .sizes import (FORMAT_BITS, bits_per_parameter, compute_module_sizes, footprints_by_dtype, format_bytes,
                     memory_table_text,
                     model_memory_bytes, module_sizes_text, size_breakdown, tensor_bytes)
@@ -74,4 +88,16 @@ __all__ = [
     "run_block",
     "UNIT_KINDS", "allocate_bits", "apply_allocation", "bits_per_weight_of", "layer_units", "rtn_int4_weight",
     "unit_sensitivity",
+    "plot_gptq_columns", "plot_salient_channels", "plot_sensitivity", "plot_smoothing",
+    "LESSON_06_METHODS", "Method", "apply_method", "evaluate_methods", "grid_bits_per_weight", "method_table_text",
+    "LLMInt8Linear", "find_outlier_features", "int8_matmul_vectorwise", "llm_int8_linear", "llm_int8_model",
+    "ACTIVATION_MODES", "W8A8FakeLinear", "activation_channel_absmax", "fake_int8_rows", "smooth_model",
+    "smoothing_scales", "w8a8_model",
+    "bin_counts", "bin_edges", "bnb_fp4_codebook", "codebook_bits_per_parameter", "code_entropy_bits", "codebook_mse", "codebook_quantize_model",
+    "dequantize_blockwise", "dequantize_double", "double_quantize", "fake_quantize_codebook", "fp4_e2m1_codebook",
+    "int4_codebook", "nf4_codebook", "nf4_expected_mse", "quantize_blockwise",
+    "LLAMA_CPP_7B_TRADEOFFS", "plot_code_usage", "plot_codebook_bins", "plot_gguf_tradeoffs", "plot_q4_1_block",
+    "BLOCK_FORMATS", "GGUFFile", "GGUFFormatError", "TensorInfo", "dequantize_q4_0", "dequantize_q4_1",
+    "dequantize_q8_0", "k_quant_bits_per_weight", "load_tensor", "quantize_q4_0", "quantize_q8_0", "raw_tensor_bytes",
+    "read_gguf", "split_block",
 ]

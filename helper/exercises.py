@@ -14,7 +14,7 @@ from .dtypes import from_bits, stored_value, to_bits
 from .evaluate import weight_differences
 from .linear_quant import QuantScheme, choose_qparams_asymmetric, quantize_tensor
 from .quant_noise import sqnr_full_scale_sine_db, sqnr_full_scale_uniform_db
-from .layers import W4A16Linear
+from .layers import W4A16Linear, fit_group_size
 from .models import DummyModel, build_model
 from .packing import pack
 from .sizes import model_memory_bytes
@@ -291,6 +291,113 @@ def _bits_per_weight(answer: Any) -> Feedback:
     return Feedback(False, f"{answer} is not it: 4 + 16 / 32.")
 
 
+def _as_tensor(answer: Any) -> torch.Tensor | None:
+    try:
+        return torch.as_tensor(answer, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+HESSIAN_X = [[1.0, 2.0], [3.0, 0.0], [0.0, 1.0]]  # 3 calibration tokens, 2 input features (lesson 06)
+
+
+def _hessian(answer: Any) -> Feedback:
+    x = torch.tensor(HESSIAN_X, dtype=torch.float64)
+    expected = 2 * x.T @ x / x.shape[0]
+    got = _as_tensor(answer)
+    if got is None:
+        return Feedback(False, "give a 2 x 2 tensor (or nested list) of numbers.")
+    if got.shape == (3, 3):
+        return Feedback(False, "that is 3 x 3: H is features x features, X^T X (inputs are the rows of X).")
+    if got.shape != (2, 2):
+        return Feedback(False, f"H must be 2 x 2 (one row and column per input feature), got {tuple(got.shape)}.")
+    if torch.allclose(got, expected, atol=1e-3):
+        return Feedback(True, f"H = 2 X^T X / n = {[[round(v, 3) for v in row] for row in expected.tolist()]}.")
+    if torch.allclose(got, expected / 2, atol=1e-3):
+        return Feedback(False, "missing the factor 2 (the derivative of a square): H = 2 X^T X / n.")
+    if torch.allclose(got, expected * 3, atol=1e-3):
+        return Feedback(False, "that is the sum over tokens; GPTQ averages: divide by n = 3.")
+    return Feedback(False, "not yet: H = 2 X^T X / n with X the (3, 2) matrix of calibration inputs.")
+
+
+def _smoothquant_scales(answer: Any) -> Feedback:
+    act, weight = torch.tensor([16.0, 1.0, 4.0], dtype=torch.float64), torch.tensor([0.25, 1.0, 4.0], dtype=torch.float64)
+    expected = act.sqrt() / weight.sqrt()
+    got = _as_tensor(answer)
+    if got is None or got.shape != (3,):
+        return Feedback(False, "give three numbers, one scale per input channel.")
+    if torch.allclose(got, expected, atol=1e-3):
+        return Feedback(True, f"s = sqrt(max|X|) / sqrt(max|W|) = {expected.tolist()}: channel 0's activations "
+                              "shrink 8x, its weights grow 8x, and both now peak at 2.")
+    if torch.allclose(got, 1 / expected, atol=1e-3):
+        return Feedback(False, "upside down: s_j = max|X_j|^alpha / max|W_j|^(1 - alpha).")
+    return Feedback(False, "not yet: with alpha = 0.5, s_j = sqrt(max|X_j|) / sqrt(max|W_j|).")
+
+
+def _smollm2_mixed_bits() -> tuple[float, float]:
+    """SmolLM2 block: q,o 576x576; k,v 192x576; gate, up 1536x576; down 576x1536 (out x in)."""
+    shapes = {"q": (576, 576), "k": (192, 576), "v": (192, 576), "o": (576, 576),
+              "gate": (1536, 576), "up": (1536, 576), "down": (576, 1536)}
+    total = sum(o * i for o, i in shapes.values())
+    with_scales = sum(o * i * (8 + 32 / i if n == "down" else 4 + 32 / fit_group_size(i, 128))
+                      for n, (o, i) in shapes.items()) / total
+    without_scales = sum(o * i * (8 if n == "down" else 4) for n, (o, i) in shapes.items()) / total
+    return with_scales, without_scales
+
+
+def _mixed_bits(answer: Any) -> Feedback:
+    expected, codes_only = _smollm2_mixed_bits()
+    if not _is_number(answer):
+        return Feedback(False, "give bits per weight as a number.")
+    if math.isclose(answer, expected, abs_tol=0.01):
+        return Feedback(True, f"{expected:.3f} bits/weight: down_proj is a quarter of the weights, so int8 there "
+                              "costs a whole extra bit per weight on average.")
+    if math.isclose(answer, codes_only, abs_tol=0.01):
+        return Feedback(False, "right for the codes alone; add the fp32 scales (32 bits per group of 96, or per "
+                              "row of 1536 for int8).")
+    return Feedback(False, f"{answer} is not it: weight each layer's bits by its share of the block's weights.")
+
+
+def _q4_1_weight(answer: Any) -> Feedback:
+    d, m, q = 2.0**-6, -0.1875, 11  # fp16-exact: what a Q4_1 block stores
+    expected = q * d + m
+    if not _is_number(answer):
+        return Feedback(False, "give the decoded weight as a number.")
+    if math.isclose(answer, expected, abs_tol=1e-6):
+        return Feedback(True, f"x = q * d + m = 11 x 0.015625 - 0.1875 = {expected}.")
+    if math.isclose(answer, q * d, abs_tol=1e-6):
+        return Feedback(False, "add the block's minimum m: Q4_1 stores a scale AND a minimum.")
+    if math.isclose(answer, (q - 8) * d, abs_tol=1e-6):
+        return Feedback(False, "that is the Q4_0 rule (q - 8) * d; Q4_1 uses q * d + m.")
+    return Feedback(False, f"{answer} is not it: x = q * d + m.")
+
+
+def _nf4_double_quant_bits(answer: Any) -> Feedback:
+    expected = 4 + 8 / 64 + 32 / (64 * 256)
+    if not _is_number(answer):
+        return Feedback(False, "give bits per parameter as a number.")
+    if math.isclose(answer, expected, abs_tol=5e-4):
+        return Feedback(True, f"4 + 8/64 + 32/(64 x 256) = {expected:.4f} bits: double quantization saves "
+                              f"{4.5 - expected:.3f} bits per parameter, about 3 GB on a 65 B model.")
+    if math.isclose(answer, 4.5):
+        return Feedback(False, "that is without double quantization (one fp32 absmax per 64 weights).")
+    if math.isclose(answer, 4.125):
+        return Feedback(False, "almost: the 8-bit absmax codes need their own fp32 scale, one per 256 of them.")
+    return Feedback(False, f"{answer} is not it: 4 bits + an 8-bit absmax per 64 + an fp32 per 64 x 256.")
+
+
+def _e2m1_value(answer: Any) -> Feedback:
+    if not _is_number(answer):
+        return Feedback(False, "give the value as a number.")
+    if answer == 6.0:
+        return Feedback(True, "s = 0, exponent 11 = 3, mantissa 1: (1 + 1/2) x 2^(3 - 1) = 6, FP4's largest value.")
+    if answer == 12.0:
+        return Feedback(False, "remember the exponent bias of 1: 2^(3 - 1), not 2^3.")
+    if answer == 4.0:
+        return Feedback(False, "the mantissa bit adds 1/2: (1 + 1/2), not 1.")
+    return Feedback(False, f"{answer} is not it: (1 + m/2) x 2^(e - 1) for the bits s=0, e=11, m=1.")
+
+
 EXERCISES: dict[str, Callable[[Any], Feedback]] = {
     "01.bf16_memory_7b": _bf16_memory_7b,
     "01.fp16_bits_of_minus_2_5": _fp16_bits_of_minus_2_5,
@@ -305,6 +412,12 @@ EXERCISES: dict[str, Callable[[Any], Feedback]] = {
     "04.pack_2bit": _pack_2bit,
     "04.w4a16_layer_bytes": _w4a16_bytes,
     "04.bits_per_weight_g32": _bits_per_weight,
+    "05.q4_1_weight": _q4_1_weight,
+    "05.nf4_double_quant_bits": _nf4_double_quant_bits,
+    "05.e2m1_value": _e2m1_value,
+    "06.hessian": _hessian,
+    "06.smoothquant_scales": _smoothquant_scales,
+    "06.mixed_bits_down_int8": _mixed_bits,
 }
 
 

@@ -73,22 +73,22 @@ class HessianAccumulator:
     """Running H = 2/n sum_i x_i x_i^T over every calibration vector x_i that reaches a linear layer."""
 
     def __init__(self, in_features: int) -> None:
-        self.hessian = torch.zeros(in_features, in_features, dtype=torch.float64)
+        self.hessian = torch.zeros(in_features, in_features)
         self.samples = 0
 
     def add_batch(self, x: torch.Tensor) -> None:
         """Add a batch of inputs (..., in_features)."""
-        x = x.detach().reshape(-1, x.shape[-1]).double()  # (n, in)
+        x = x.detach().reshape(-1, x.shape[-1]).float()  # (n, in)
         if x.shape[1] != self.hessian.shape[0]:
             raise ValueError(f"inputs have {x.shape[1]} features, the layer has {self.hessian.shape[0]}")
         self.hessian += 2 * x.T @ x
         self.samples += x.shape[0]
 
     def result(self) -> torch.Tensor:
-        """H in float32, (in, in); a clear error before any data."""
+        """H, (in, in) float32; a clear error before any data."""
         if self.samples == 0:
             raise ValueError("no calibration data reached this layer: run calibration batches first")
-        return (self.hessian / self.samples).float()
+        return self.hessian / self.samples
 
 
 def _group_params(columns: torch.Tensor, scheme: QuantScheme) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,27 +159,31 @@ def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, config: GP
     loss = torch.zeros(out_features)
     # Blocks hold whole groups, so a group's scale is chosen from fully updated weights.
     block = group_size * max(1, config.block_size // group_size) if config.group_size else config.block_size
+    groups_of = (torch.arange(in_features) if order is None else order) // group_size  # group of each column
+    groups_of = groups_of.tolist()
+    if static is not None:
+        for group, (scale, zero_point) in enumerate(static):
+            scales[:, group], zero_points[:, group] = scale[:, 0], zero_point[:, 0].float()
+        params = [(scale[:, 0], zero_point[:, 0].float()) for scale, zero_point in static]
     for i1 in range(0, in_features, block):
         i2 = min(i1 + block, in_features)
         W1 = W[:, i1:i2].clone()
         Err1 = torch.zeros_like(W1)
         Hinv1 = Hinv[i1:i2, i1:i2]
+        diagonal = torch.diag(Hinv1).tolist()
         for i in range(i2 - i1):
             column = i1 + i
-            original = column if order is None else order[column].item()
-            group = original // group_size
-            if static is not None:
-                scale, zero_point = static[group]
-            elif column % group_size == 0:
+            group = groups_of[column]
+            if static is None and column % group_size == 0:
                 scale, zero_point = _group_params(W1[:, i:i + group_size], scheme)
-            scales[:, group], zero_points[:, group] = scale[:, 0], zero_point[:, 0].float()
-            w, d = W1[:, i], Hinv1[i, i]
-            q_codes, q = _round_column(w, scale[:, 0], zero_point[:, 0].float(), scheme)
+                scales[:, group], zero_points[:, group] = scale[:, 0], zero_point[:, 0].float()
+                current = (scale[:, 0], zero_point[:, 0].float())
+            q_codes, q = _round_column(W1[:, i], *(params[group] if static is not None else current), scheme)
             codes[:, column], Q[:, column] = q_codes, q
-            loss += (w - q) ** 2 / d**2 / 2
-            error = (w - q) / d
-            W1[:, i:] -= error.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)  # feed the error forward in the block
+            error = (W1[:, i] - q) / diagonal[i]
+            W1[:, i:].sub_(torch.outer(error, Hinv1[i, i:]))  # feed the error forward in the block
             Err1[:, i] = error
+        loss += Err1.pow(2).sum(dim=1) / 2  # (w - q)^2 / [H^-1]_jj^2 / 2, summed over the block's columns
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # lazy batch update of every later column
 
     if order is not None:

@@ -253,12 +253,12 @@ def plot_module_sizes(sizes: dict[str, dict[str, int]], ax=None) -> Figure:
 
 
 def plot_perplexity_vs_bits(rows: list[dict[str, object]], baseline: float | None = None, ax=None) -> Figure:
-    """Scatter: perplexity against bits per linear weight, one labelled point per recipe."""
+    """Scatter: perplexity against bits per linear weight, one labelled point per recipe (or method)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 4.2))
     for row in rows:
         ax.scatter(row["bits_per_weight"], row["perplexity"], s=30, zorder=3)
-        ax.annotate(row["recipe"], (row["bits_per_weight"], row["perplexity"]), fontsize=7,
+        ax.annotate(row.get("recipe", row.get("method")), (row["bits_per_weight"], row["perplexity"]), fontsize=7,
                     xytext=(4, 3), textcoords="offset points")
     if baseline is not None:
         ax.axhline(baseline, color="0.5", linestyle="--", linewidth=1, label=f"fp32 perplexity {baseline:.2f}")

@@ -1,0 +1,290 @@
+"""GGUF opened by hand: a struct-level reader and the Q8_0 / Q4_0 / Q4_1 block formats. Taught in 05.
+
+File layout (little-endian): magic b"GGUF", version u32, tensor_count u64, kv_count u64; then kv_count
+(key, value-type, value) metadata entries; then one (name, n_dims, ne[0..n), type, offset) entry per
+tensor; then, aligned to general.alignment (32), the tensor data. Strings are u64 length + UTF-8 bytes.
+`ne` lists dimensions fastest-varying first: a PyTorch (out, in) weight has ne = [in, out].
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["GGUFFormatError", "TensorInfo", "GGUFFile", "BLOCK_FORMATS", "read_gguf", "raw_tensor_bytes", "load_tensor",
+           "dequantize_q8_0", "dequantize_q4_0", "dequantize_q4_1", "quantize_q8_0", "quantize_q4_0", "split_block",
+           "k_quant_bits_per_weight"]
+
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+_TYPE_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K", 11: "Q3_K",
+               12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 30: "BF16"}
+
+# type -> (weights per block, bytes per block); bits per weight = 8 * bytes / weights
+BLOCK_FORMATS = {
+    "F32": (1, 4), "F16": (1, 2), "BF16": (1, 2),
+    "Q8_0": (32, 2 + 32),        # fp16 d, 32 int8:        x = q * d
+    "Q4_0": (32, 2 + 16),        # fp16 d, 32 nibbles:     x = (q - 8) * d
+    "Q4_1": (32, 2 + 2 + 16),    # fp16 d, fp16 m, nibbles: x = q * d + m
+    "Q5_0": (32, 2 + 4 + 16), "Q5_1": (32, 2 + 2 + 4 + 16),
+    "Q2_K": (256, 256 // 16 + 256 // 4 + 2 + 2), "Q3_K": (256, 256 // 8 + 256 // 4 + 12 + 2),
+    "Q4_K": (256, 2 + 2 + 12 + 256 // 2), "Q5_K": (256, 2 + 2 + 12 + 256 // 8 + 256 // 2),
+    "Q6_K": (256, 256 // 2 + 256 // 4 + 256 // 16 + 2),
+}
+
+
+class GGUFFormatError(ValueError):
+    """The bytes are not a (complete, sane) GGUF file; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One entry of the tensor table."""
+
+    name: str
+    ne: tuple[int, ...]  # GGUF order, fastest dimension first
+    type_name: str
+    offset: int  # absolute byte offset in the file
+    n_bytes: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The PyTorch / numpy shape: ne reversed."""
+        return tuple(reversed(self.ne))
+
+
+@dataclass
+class GGUFFile:
+    """Header, metadata and tensor table of a GGUF file (tensor bytes stay on disk until asked for)."""
+
+    path: Path
+    version: int
+    metadata: dict[str, object]
+    tensors: list[TensorInfo]
+    alignment: int
+    data_start: int
+    file_size: int
+    _by_name: dict[str, TensorInfo] = field(default_factory=dict, repr=False)
+
+    def tensor(self, name: str) -> TensorInfo:
+        """The tensor table entry called name, with a clear error if absent."""
+        if not self._by_name:
+            self._by_name = {t.name: t for t in self.tensors}
+        if name not in self._by_name:
+            raise KeyError(f"no tensor {name!r} in {self.path.name}; e.g. {', '.join(list(self._by_name)[:3])}")
+        return self._by_name[name]
+
+
+class _Cursor:
+    """Reads little-endian values from a byte buffer, checking every length against what is left."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise GGUFFormatError(f"file truncated: {what} needs {n:,} bytes at byte {self.pos:,} "
+                                  f"but the file has {len(self.data):,}")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def scalar(self, fmt: str, what: str):
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))[0]
+
+    def string(self, what: str) -> str:
+        length = self.scalar("<Q", f"length of {what}")
+        if length > len(self.data) - self.pos:
+            raise GGUFFormatError(f"string length {length:,} at byte {self.pos - 8:,} exceeds the file size "
+                                  f"({len(self.data):,} bytes): {what}")
+        return self.take(length, what).decode("utf-8", errors="replace")
+
+    def value(self, value_type: int, what: str):
+        if value_type in _SCALARS:
+            return self.scalar(_SCALARS[value_type], what)
+        if value_type == _STRING:
+            return self.string(what)
+        if value_type == _ARRAY:
+            item_type, count = self.scalar("<I", f"array type of {what}"), self.scalar("<Q", f"array length of {what}")
+            if count > len(self.data) - self.pos:  # every element takes at least one byte
+                raise GGUFFormatError(f"array of {count:,} items at byte {self.pos:,} cannot fit in the file: {what}")
+            return [self.value(item_type, what) for _ in range(count)]
+        raise GGUFFormatError(f"unknown value type {value_type} at byte {self.pos:,}: {what}")
+
+
+def read_gguf(path: str | Path) -> GGUFFile:
+    """Parse header, metadata and tensor table; checks that every tensor's data lies inside the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no GGUF file at {path}")
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(min(size, 64 << 20))  # metadata and tensor table live in the first MB
+    cursor = _Cursor(head)
+    magic = cursor.take(4, "magic")
+    if magic != b"GGUF":
+        raise GGUFFormatError(f"not a GGUF file: magic {magic!r} (expected b'GGUF')")
+    version = cursor.scalar("<I", "version")
+    if version not in (2, 3):
+        raise GGUFFormatError(f"unsupported GGUF version {version} (this reader knows 2 and 3)")
+    tensor_count, kv_count = cursor.scalar("<Q", "tensor count"), cursor.scalar("<Q", "metadata count")
+    if tensor_count > size // 24 or kv_count > size // 12:  # each entry takes at least that many bytes
+        raise GGUFFormatError(f"file truncated or corrupt: {tensor_count:,} tensors and {kv_count:,} metadata "
+                              f"entries cannot fit in {size:,} bytes")
+    metadata = {}
+    for _ in range(kv_count):
+        key = cursor.string("metadata key")
+        metadata[key] = cursor.value(cursor.scalar("<I", f"type of {key}"), key)
+    entries = []
+    for _ in range(tensor_count):
+        name = cursor.string("tensor name")
+        n_dims = cursor.scalar("<I", f"dimensions of {name}")
+        if n_dims > 4:
+            raise GGUFFormatError(f"tensor {name} claims {n_dims} dimensions (GGUF allows at most 4)")
+        ne = tuple(cursor.scalar("<Q", f"shape of {name}") for _ in range(n_dims))
+        type_id, offset = cursor.scalar("<I", f"type of {name}"), cursor.scalar("<Q", f"offset of {name}")
+        entries.append((name, ne, type_id, offset))
+    alignment = int(metadata.get("general.alignment", 32))
+    data_start = -(-cursor.pos // alignment) * alignment
+    tensors = []
+    for name, ne, type_id, offset in entries:
+        type_name = _TYPE_NAMES.get(type_id, f"type {type_id}")
+        if type_name not in BLOCK_FORMATS:
+            raise GGUFFormatError(f"tensor {name} has unsupported type {type_name}")
+        block, block_bytes = BLOCK_FORMATS[type_name]
+        count = int(np.prod(ne)) if ne else 1
+        if count % block:
+            raise GGUFFormatError(f"tensor {name}: {count} values is not a whole number of {type_name} blocks")
+        info = TensorInfo(name, ne, type_name, data_start + offset, count // block * block_bytes)
+        if info.offset + info.n_bytes > size:
+            raise GGUFFormatError(f"file truncated: tensor {name} ends at byte {info.offset + info.n_bytes:,} "
+                                  f"but the file has {size:,} bytes")
+        tensors.append(info)
+    return GGUFFile(path, version, metadata, tensors, alignment, data_start, size)
+
+
+def raw_tensor_bytes(file: GGUFFile, name: str) -> np.ndarray:
+    """The raw bytes of one tensor (uint8), read from disk."""
+    info = file.tensor(name)
+    return np.fromfile(file.path, dtype=np.uint8, count=info.n_bytes, offset=info.offset)
+
+
+def _blocks(data: np.ndarray, type_name: str) -> np.ndarray:
+    block_bytes = BLOCK_FORMATS[type_name][1]
+    data = np.asarray(data, dtype=np.uint8).reshape(-1)
+    if data.size % block_bytes:
+        raise ValueError(f"{data.size} bytes is not a whole number of {type_name} blocks of {block_bytes} bytes")
+    return data.reshape(-1, block_bytes)
+
+
+def dequantize_q8_0(data: np.ndarray) -> np.ndarray:
+    """Q8_0 block = fp16 d + 32 int8 q (34 bytes, 8.5 bits/weight): x = q * d, in float32."""
+    blocks = _blocks(data, "Q8_0")
+    d = blocks[:, :2].copy().view(np.float16).astype(np.float32)  # (blocks, 1)
+    return (blocks[:, 2:].copy().view(np.int8).astype(np.float32) * d).reshape(-1)
+
+
+def _nibbles(packed: np.ndarray) -> np.ndarray:
+    """16 bytes -> 32 codes: low nibbles are weights 0..15, high nibbles weights 16..31."""
+    return np.concatenate([packed & 0x0F, packed >> 4], axis=1)
+
+
+def dequantize_q4_0(data: np.ndarray) -> np.ndarray:
+    """Q4_0 block = fp16 d + 16 bytes of nibbles (18 bytes, 4.5 bits/weight): x = (q - 8) * d."""
+    blocks = _blocks(data, "Q4_0")
+    d = blocks[:, :2].copy().view(np.float16).astype(np.float32)
+    return ((_nibbles(blocks[:, 2:]).astype(np.int8) - np.int8(8)).astype(np.float32) * d).reshape(-1)
+
+
+def dequantize_q4_1(data: np.ndarray) -> np.ndarray:
+    """Q4_1 block = fp16 d + fp16 m + 16 bytes of nibbles (20 bytes, 5 bits/weight): x = q * d + m."""
+    blocks = _blocks(data, "Q4_1")
+    d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32)
+    m = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)
+    return (_nibbles(blocks[:, 4:]).astype(np.float32) * d + m).reshape(-1)
+
+
+def _check_values(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.size == 0 or x.shape[-1] % 32:
+        raise ValueError(f"the last dimension must be a non-zero multiple of 32 (one block), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("values contain NaN or Inf: a block scale cannot be chosen")
+    return x.reshape(-1, 32)
+
+
+def _round_away(x: np.ndarray) -> np.ndarray:
+    """Round half away from zero, like C's roundf (what llama.cpp and gguf.quants use)."""
+    return np.sign(x) * np.floor(np.abs(x) + np.float32(0.5))
+
+
+def quantize_q8_0(x: np.ndarray) -> np.ndarray:
+    """d = max|x| / 127 per block of 32, q = roundf(x / d); bytes as llama.cpp writes them."""
+    blocks = _check_values(x)
+    d = np.abs(blocks).max(axis=1, keepdims=True) / np.float32(127)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    q = _round_away(blocks * inverse).astype(np.int8)
+    return np.concatenate([d.astype(np.float16).view(np.uint8), q.view(np.uint8)], axis=1).reshape(-1)
+
+
+def quantize_q4_0(x: np.ndarray) -> np.ndarray:
+    """d = (signed value of largest magnitude) / -8 per block; q = min(15, trunc(x / d + 8.5)); packed nibbles."""
+    blocks = _check_values(x)
+    index = np.abs(blocks).argmax(axis=1)[:, None]
+    d = np.take_along_axis(blocks, index, axis=1) / np.float32(-8)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    q = np.trunc(blocks * inverse + np.float32(8.5)).clip(0, 15).astype(np.uint8)
+    packed = q[:, :16] | (q[:, 16:] << 4)
+    return np.concatenate([d.astype(np.float16).view(np.uint8), packed], axis=1).reshape(-1)
+
+
+def split_block(block: np.ndarray, type_name: str) -> dict[str, object]:
+    """The named fields of one raw block (d, m for Q4_1, the 32 codes) and the 32 values it decodes to."""
+    if type_name not in ("Q8_0", "Q4_0", "Q4_1"):
+        raise ValueError(f"split_block knows Q8_0, Q4_0 and Q4_1, not {type_name}")
+    block = _blocks(block, type_name)
+    if block.shape[0] != 1:
+        raise ValueError(f"pass exactly one block ({BLOCK_FORMATS[type_name][1]} bytes)")
+    fields: dict[str, object] = {"d": float(block[0, :2].copy().view(np.float16)[0])}
+    if type_name == "Q8_0":
+        fields["codes"] = block[0, 2:].copy().view(np.int8).tolist()
+        fields["values"] = dequantize_q8_0(block)
+    else:
+        start = 4 if type_name == "Q4_1" else 2
+        if type_name == "Q4_1":
+            fields["m"] = float(block[0, 2:4].copy().view(np.float16)[0])
+        fields["codes"] = _nibbles(block[:, start:])[0].tolist()
+        fields["values"] = (dequantize_q4_1 if type_name == "Q4_1" else dequantize_q4_0)(block)
+    return fields
+
+
+_DEQUANTIZERS = {"Q8_0": dequantize_q8_0, "Q4_0": dequantize_q4_0, "Q4_1": dequantize_q4_1}
+
+
+def load_tensor(file: GGUFFile, name: str) -> torch.Tensor:
+    """One tensor dequantized to float32, in PyTorch shape (ne reversed)."""
+    info = file.tensor(name)
+    raw = raw_tensor_bytes(file, name)
+    if info.type_name == "F32":
+        values = raw.view(np.float32)
+    elif info.type_name == "F16":
+        values = raw.view(np.float16).astype(np.float32)
+    elif info.type_name in _DEQUANTIZERS:
+        values = _DEQUANTIZERS[info.type_name](raw)
+    else:
+        raise ValueError(f"{name} is {info.type_name}; load_tensor supports F32, F16, {', '.join(_DEQUANTIZERS)}")
+    return torch.from_numpy(values.copy()).reshape(info.shape)
+
+
+def k_quant_bits_per_weight(type_name: str) -> float:
+    """Bits per weight of a block format from its layout, e.g. Q4_K: (2 + 2 + 12 + 128) * 8 / 256 = 4.5."""
+    if type_name not in BLOCK_FORMATS:
+        raise ValueError(f"unknown type {type_name!r}; known: {', '.join(BLOCK_FORMATS)}")
+    weights, n_bytes = BLOCK_FORMATS[type_name]
+    return 8 * n_bytes / weights

@@ -1,0 +1,148 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import helper
+from helper.gguf_io import (BLOCK_FORMATS, GGUFFormatError, dequantize_q4_0, dequantize_q4_1, dequantize_q8_0,
+                            k_quant_bits_per_weight, load_tensor, quantize_q4_0, quantize_q8_0, read_gguf,
+                            split_block, raw_tensor_bytes)
+
+gguf = pytest.importorskip("gguf")
+from gguf import GGMLQuantizationType, GGUFReader, quants  # noqa: E402
+from gguf.constants import GGML_QUANT_SIZES  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def real():
+    path = helper.smollm2_gguf_path()
+    return read_gguf(path), GGUFReader(path)
+
+
+def test_the_real_file_has_the_documented_tensors(real):
+    ours, _ = real
+    assert ours.version == 3 and ours.alignment == 32
+    assert Counter(t.type_name for t in ours.tensors) == {"Q4_1": 210, "F32": 61, "Q8_0": 1}
+    assert ours.tensor("token_embd.weight").type_name == "Q8_0"
+    assert ours.tensor("blk.0.attn_q.weight").shape == (576, 576)
+    assert ours.tensor("blk.0.attn_q.weight").n_bytes == 576 * 576 // 32 * 20
+    assert ours.metadata["general.architecture"] == "llama" and ours.metadata["llama.block_count"] == 30
+    with pytest.raises(KeyError, match="no tensor 'nope'"):
+        ours.tensor("nope")
+
+
+def test_reader_agrees_with_gguf_reader(real):
+    ours, reference = real
+    assert [t.name for t in ours.tensors] == [t.name for t in reference.tensors]
+    for mine, theirs in zip(ours.tensors, reference.tensors):
+        assert (mine.offset, mine.n_bytes, mine.type_name) == (theirs.data_offset, theirs.n_bytes, theirs.tensor_type.name)
+        assert mine.ne == tuple(int(n) for n in theirs.shape)
+    fields = {name: field for name, field in reference.fields.items() if not name.startswith("GGUF.")}
+    assert list(ours.metadata) == list(fields)
+    for name, field in fields.items():
+        assert ours.metadata[name] == pytest.approx(field.contents()), name
+    name = "blk.3.ffn_down.weight"
+    assert np.array_equal(raw_tensor_bytes(ours, name), next(t for t in reference.tensors if t.name == name).data.reshape(-1))
+
+
+def test_every_quantized_tensor_dequantizes_bit_exactly(real):
+    ours, reference = real
+    for mine, theirs in zip(ours.tensors, reference.tensors):
+        if mine.type_name in ("Q4_1", "Q8_0"):
+            expected = quants.dequantize(theirs.data, theirs.tensor_type).astype(np.float32).reshape(-1)
+            got = load_tensor(ours, mine.name).numpy().reshape(-1)
+            assert np.array_equal(got.view(np.uint32), expected.view(np.uint32)), mine.name
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 3), st.sampled_from([1e-6, 1.0, 1e4]), st.integers(0, 2**31 - 1),
+       st.sampled_from(["normal", "zeros", "equal", "negative"]))
+def test_quantizers_are_byte_identical_to_gguf(rows, blocks, magnitude, seed, kind):
+    x = np.random.default_rng(seed).standard_normal((rows, 32 * blocks)).astype(np.float32) * magnitude
+    if kind == "zeros":
+        x[:, :32] = 0
+    elif kind == "equal":
+        x[:, :32] = np.float32(magnitude)
+    elif kind == "negative":
+        x = -np.abs(x)
+    assert np.array_equal(quantize_q8_0(x), quants.quantize(x, GGMLQuantizationType.Q8_0).reshape(-1))
+    assert np.array_equal(quantize_q4_0(x), quants.quantize(x, GGMLQuantizationType.Q4_0).reshape(-1))
+    assert np.array_equal(dequantize_q8_0(quantize_q8_0(x)),
+                          quants.dequantize(quants.quantize(x, GGMLQuantizationType.Q8_0), GGMLQuantizationType.Q8_0).reshape(-1))
+    assert np.array_equal(dequantize_q4_0(quantize_q4_0(x)),
+                          quants.dequantize(quants.quantize(x, GGMLQuantizationType.Q4_0), GGMLQuantizationType.Q4_0).reshape(-1))
+
+
+def test_quantizers_on_real_weights(real):
+    ours, _ = real
+    w = load_tensor(ours, "blk.0.ffn_up.weight").numpy()
+    assert np.array_equal(quantize_q8_0(w), quants.quantize(w, GGMLQuantizationType.Q8_0).reshape(-1))
+    assert np.array_equal(quantize_q4_0(w), quants.quantize(w, GGMLQuantizationType.Q4_0).reshape(-1))
+
+
+def test_one_q4_1_block_by_hand(real):
+    ours, _ = real
+    block = raw_tensor_bytes(ours, "blk.0.attn_q.weight")[:20]
+    fields = split_block(block, "Q4_1")
+    expected = np.array(fields["codes"], dtype=np.float32) * np.float32(fields["d"]) + np.float32(fields["m"])
+    assert np.array_equal(fields["values"], expected) and len(fields["codes"]) == 32
+    assert fields["codes"][:16] == [int(b) & 15 for b in block[4:20]]  # low nibbles hold weights 0..15
+    assert np.array_equal(dequantize_q4_1(block), fields["values"])
+
+
+def test_bits_per_weight_from_the_layouts():
+    assert {n: k_quant_bits_per_weight(n) for n in ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K", "Q2_K", "Q3_K")} == {
+        "Q8_0": 8.5, "Q4_0": 4.5, "Q4_1": 5.0, "Q4_K": 4.5, "Q5_K": 5.5, "Q6_K": 6.5625, "Q2_K": 2.625, "Q3_K": 3.4375}
+    for name, layout in BLOCK_FORMATS.items():
+        assert GGML_QUANT_SIZES[GGMLQuantizationType[name]] == layout, name
+    with pytest.raises(ValueError, match="unknown type 'Q9_9'"):
+        k_quant_bits_per_weight("Q9_9")
+
+
+def test_bad_values_and_bytes_get_clear_errors():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        quantize_q8_0(np.ones((2, 48), dtype=np.float32))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        quantize_q4_0(np.full(32, np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match="not a whole number of Q4_1 blocks"):
+        dequantize_q4_1(np.zeros(30, dtype=np.uint8))
+    with pytest.raises(ValueError, match="split_block knows"):
+        split_block(np.zeros(34, dtype=np.uint8), "Q6_K")
+
+
+def _write(tmp_path, data: bytes):
+    path = tmp_path / "bad.gguf"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("cut, message", [
+    (2, "file truncated: magic"),
+    (12, "file truncated: tensor count"),
+    (200, "file truncated"),
+    (1_500_000, "file truncated"),
+    (3_000_000, r"file truncated: tensor .* ends at byte"),
+])
+def test_truncated_files_fail_clearly(tmp_path, cut, message):
+    with open(helper.smollm2_gguf_path(), "rb") as handle:
+        head = handle.read(cut)
+    with pytest.raises(GGUFFormatError, match=message):
+        read_gguf(_write(tmp_path, head))
+
+
+def test_corrupt_headers_fail_clearly(tmp_path):
+    with open(helper.smollm2_gguf_path(), "rb") as handle:
+        head = bytearray(handle.read(2_000_000))
+    with pytest.raises(GGUFFormatError, match=r"not a GGUF file: magic b'GGML'"):
+        read_gguf(_write(tmp_path, b"GGML" + bytes(head[4:])))
+    with pytest.raises(GGUFFormatError, match="unsupported GGUF version 7"):
+        read_gguf(_write(tmp_path, bytes(head[:4]) + (7).to_bytes(4, "little") + bytes(head[8:])))
+    with pytest.raises(GGUFFormatError, match="1,152,921,504,606,846,976 tensors and 33 metadata entries cannot fit"):
+        read_gguf(_write(tmp_path, bytes(head[:8]) + (2**60).to_bytes(8, "little") + bytes(head[16:])))
+    huge_key = bytes(head[:24]) + (2**60).to_bytes(8, "little") + bytes(head[32:])
+    with pytest.raises(GGUFFormatError, match="string length 1,152,921,504,606,846,976 at byte 24 exceeds"):
+        read_gguf(_write(tmp_path, huge_key))
+    with pytest.raises(FileNotFoundError, match="no GGUF file"):
+        read_gguf(tmp_path / "missing.gguf")
