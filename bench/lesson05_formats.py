@@ -47,6 +47,9 @@ def main() -> None:
                          cb.codebook_bits_per_parameter(double_quant=double)))
     rows.append(("int4 g64 symmetric RTN", helper.apply_recipe(model, helper.Recipe("int4 g64", "ours", 4, 64, True)),
                  4.5))
+    written = gguf_io.write_gguf(helper.smollm2_gguf_path(), helper.cache_dir() / "bench" / "SmolLM2.Q8_0.gguf", "Q8_0")
+    rows.append(("GGUF Q8_0 written by write_gguf, reloaded by transformers (all weights incl. embeddings)",
+                 helper.load_gguf_model(written.path), 8.5))
     lines = ["| weights | perplexity | bits/weight |", "|---|---|---|"]
     for name, quantized, bits in rows:
         ppl = helper.perplexity(quantized, windows, batch_size=4, progress=True)

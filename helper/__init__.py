@@ -17,7 +17,7 @@ from .format_plots import (LLAMA_CPP_7B_TRADEOFFS, plot_code_usage, plot_codeboo
                            plot_q4_1_block)
 from .gguf_io import (BLOCK_FORMATS, GGUFFile, GGUFFormatError, TensorInfo, dequantize_q4_0, dequantize_q4_1,
                       dequantize_q8_0, k_quant_bits_per_weight, load_tensor, quantize_q4_0, quantize_q8_0,
-                      raw_tensor_bytes, read_gguf, split_block)
+                      raw_tensor_bytes, read_gguf, split_block, write_gguf)
 from .gptq import (GPTQConfig, GPTQResult, HessianAccumulator, gptq_pack, gptq_quantize_blocks, gptq_quantize_model,
                    gptq_quantize_weight, weight_scheme)
 from .layers import (W2A16Linear, W4A16Linear, W8A16Linear, WnA16Linear, fit_group_size, load_quantized,
@@ -32,7 +32,7 @@ from .mixed_precision import (UNIT_KINDS, allocate_bits, apply_allocation, bits_
 from .method_plots import plot_gptq_columns, plot_salient_channels, plot_sensitivity, plot_smoothing
 from .methods import LESSON_06_METHODS, Method, apply_method, evaluate_methods, grid_bits_per_weight, method_table_text
 from .models import (ARCHITECTURES, SMOLLM2_GGUF_NAME, DummyModel, OfflineModelMissing, blip_base_config,
-                     build_model, cache_dir, chat, default_dtype, flan_t5_small_config, param_dtypes, prepare_all, embed_sentences, load_minilm, load_smollm2, minilm_path,
+                     build_model, cache_dir, chat, default_dtype, flan_t5_small_config, param_dtypes, prepare_all, embed_sentences, load_gguf_model, load_minilm, load_smollm2, minilm_path,
                      minilm_zip_path, smollm2_gguf_path)
 from .notebook import quiet_libraries, seed_everything, set_offline, set_up_notebook
 from .plots import (FIELD_COLOURS, plot_bit_layout, plot_bytes_per_parameter, plot_calibration_ranges,
@@ -60,7 +60,7 @@ __all__ = [
     "token_windows", "weight_differences",
     "EXERCISES", "Feedback", "check", "evaluate",
     "ARCHITECTURES", "SMOLLM2_GGUF_NAME", "DummyModel", "OfflineModelMissing", "blip_base_config", "build_model",
-    "cache_dir", "chat", "default_dtype", "flan_t5_small_config", "param_dtypes", "prepare_all", "embed_sentences", "load_minilm", "load_smollm2", "minilm_path",
+    "cache_dir", "chat", "default_dtype", "flan_t5_small_config", "param_dtypes", "prepare_all", "embed_sentences", "load_gguf_model", "load_minilm", "load_smollm2", "minilm_path",
     "minilm_zip_path", "smollm2_gguf_path",
     "quiet_libraries", "seed_everything", "set_offline", "set_up_notebook",
     "FIELD_COLOURS", "plot_bit_layout", "plot_bytes_per_parameter", "plot_downcast_cost", "plot_footprints", "plot_model_memory", "plot_value_spacing",
@@ -99,5 +99,5 @@ __all__ = [
     "LLAMA_CPP_7B_TRADEOFFS", "plot_code_usage", "plot_codebook_bins", "plot_gguf_tradeoffs", "plot_q4_1_block",
     "BLOCK_FORMATS", "GGUFFile", "GGUFFormatError", "TensorInfo", "dequantize_q4_0", "dequantize_q4_1",
     "dequantize_q8_0", "k_quant_bits_per_weight", "load_tensor", "quantize_q4_0", "quantize_q8_0", "raw_tensor_bytes",
-    "read_gguf", "split_block",
+    "read_gguf", "split_block", "write_gguf",
 ]

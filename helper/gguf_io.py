@@ -17,7 +17,7 @@ import torch
 
 __all__ = ["GGUFFormatError", "TensorInfo", "GGUFFile", "BLOCK_FORMATS", "read_gguf", "raw_tensor_bytes", "load_tensor",
            "dequantize_q8_0", "dequantize_q4_0", "dequantize_q4_1", "quantize_q8_0", "quantize_q4_0", "split_block",
-           "k_quant_bits_per_weight"]
+           "k_quant_bits_per_weight", "write_gguf"]
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -68,6 +68,7 @@ class GGUFFile:
     alignment: int
     data_start: int
     file_size: int
+    metadata_types: dict[str, tuple[int, int | None]] = field(default_factory=dict, repr=False)  # (type, item type)
     _by_name: dict[str, TensorInfo] = field(default_factory=dict, repr=False)
 
     def tensor(self, name: str) -> TensorInfo:
@@ -135,10 +136,13 @@ def read_gguf(path: str | Path) -> GGUFFile:
     if tensor_count > size // 24 or kv_count > size // 12:  # each entry takes at least that many bytes
         raise GGUFFormatError(f"file truncated or corrupt: {tensor_count:,} tensors and {kv_count:,} metadata "
                               f"entries cannot fit in {size:,} bytes")
-    metadata = {}
+    metadata, metadata_types = {}, {}
     for _ in range(kv_count):
         key = cursor.string("metadata key")
-        metadata[key] = cursor.value(cursor.scalar("<I", f"type of {key}"), key)
+        value_type = cursor.scalar("<I", f"type of {key}")
+        item_type = struct.unpack("<I", cursor.data[cursor.pos:cursor.pos + 4])[0] if value_type == _ARRAY else None
+        metadata[key] = cursor.value(value_type, key)
+        metadata_types[key] = (value_type, item_type)
     entries = []
     for _ in range(tensor_count):
         name = cursor.string("tensor name")
@@ -164,7 +168,7 @@ def read_gguf(path: str | Path) -> GGUFFile:
             raise GGUFFormatError(f"file truncated: tensor {name} ends at byte {info.offset + info.n_bytes:,} "
                                   f"but the file has {size:,} bytes")
         tensors.append(info)
-    return GGUFFile(path, version, metadata, tensors, alignment, data_start, size)
+    return GGUFFile(path, version, metadata, tensors, alignment, data_start, size, metadata_types)
 
 
 def raw_tensor_bytes(file: GGUFFile, name: str) -> np.ndarray:
@@ -288,3 +292,48 @@ def k_quant_bits_per_weight(type_name: str) -> float:
         raise ValueError(f"unknown type {type_name!r}; known: {', '.join(BLOCK_FORMATS)}")
     weights, n_bytes = BLOCK_FORMATS[type_name]
     return 8 * n_bytes / weights
+
+
+_QUANTIZERS = {"Q8_0": quantize_q8_0, "Q4_0": quantize_q4_0}
+_FILE_TYPES = {"Q8_0": 7, "Q4_0": 2}  # llama.cpp's LLAMA_FTYPE_MOSTLY_Q8_0 / MOSTLY_Q4_0 (general.file_type)
+
+
+def write_gguf(source: str | Path | GGUFFile, path: str | Path, type_name: str = "Q8_0") -> GGUFFile:
+    """Re-quantize every quantized tensor of a GGUF file with our quantizer and write a new file with gguf.GGUFWriter.
+
+    Metadata (architecture, hyper-parameters, tokenizer) is copied with its original value types;
+    F32 tensors (norms) stay F32; every other tensor is dequantized and re-quantized to type_name. The
+    tensors keep llama.cpp's layout (its permuted q/k rows), so any GGUF loader reads the result.
+    Returns the new file, read back by our reader.
+    """
+    import gguf  # the writer is the reference package's; the blocks it writes are ours
+
+    if type_name not in _QUANTIZERS:
+        raise ValueError(f"write_gguf quantizes to {', '.join(_QUANTIZERS)}, not {type_name!r}")
+    source = source if isinstance(source, GGUFFile) else read_gguf(source)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(path, str(source.metadata["general.architecture"]))
+    for key, value in source.metadata.items():
+        if key == "general.architecture":  # the writer adds it itself
+            continue
+        if key == "general.file_type":
+            value = _FILE_TYPES[type_name]
+        value_type, item_type = source.metadata_types[key]
+        writer.add_key_value(key, value, gguf.GGUFValueType(value_type),
+                             sub_type=None if item_type is None else gguf.GGUFValueType(item_type))
+    for info in source.tensors:
+        values = load_tensor(source, info.name).numpy()
+        if info.type_name in ("F32", "F16", "BF16") or values.shape[-1] % 32:
+            writer.add_tensor(info.name, values.astype(np.float32))
+            continue
+        weights, block_bytes = BLOCK_FORMATS[type_name]
+        blocks = _QUANTIZERS[type_name](values).reshape(*values.shape[:-1], values.shape[-1] // weights * block_bytes)
+        writer.add_tensor(info.name, blocks, raw_dtype=gguf.GGMLQuantizationType[type_name])
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    return read_gguf(path)

@@ -10,6 +10,7 @@ columns outside the current block of 128 once per block instead of once per colu
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,10 @@ class GPTQConfig:
     calibration data do not span every input direction. act_order: quantize columns by decreasing
     diag(H) (the inputs that carry most energy first); groups then keep their original contiguous
     columns with scales fixed from the unquantized weights ("static groups"), so the result stores like RTN.
+    clip_search: shrink each group's range by the factor in [0.20, 1.00] that minimises its rounding error
+    sum |w - q|^2.4, per row (the reference implementation's `Quantizer(mse=True)` tries every 0.01; we search
+    coarse-to-fine, steps of 0.05 then 0.01 around the best): the extremes of a group are clipped when that
+    makes the other weights' grid finer than it costs them.
     """
 
     bits: int = 4
@@ -40,6 +45,7 @@ class GPTQConfig:
     damp: float = 0.01
     block_size: int = 128
     act_order: bool = False
+    clip_search: bool = False
 
     def __post_init__(self) -> None:
         weight_scheme(self, 128)  # validates bits and grid
@@ -91,11 +97,36 @@ class HessianAccumulator:
         return self.hessian / self.samples
 
 
-def _group_params(columns: torch.Tensor, scheme: QuantScheme) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, zero_point), each (out, 1), for a slice of columns (out, group)."""
+COARSE_SHRINKS = torch.arange(100, 19, -5) / 100  # 1.00, 0.95, ... 0.20: GPTQ's reference range (maxshrink 0.8)
+FINE_OFFSETS = torch.arange(-4, 5) / 100  # then every 0.01 around each row's best coarse factor
+
+
+def _clip_errors(columns: torch.Tensor, shrinks: torch.Tensor, scheme: QuantScheme,
+                 row_scheme: QuantScheme) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scale, zero-point (P, out, 1) and rounding error sum |w - q|^2.4 (P, out) for each shrink (P, out or 1, 1)."""
+    # A row's parameters depend only on its [min, max]: scale the two ends, not the whole group.
+    ends = torch.stack([columns.min(dim=1).values, columns.max(dim=1).values], dim=1)  # (out, 2)
+    candidates = shrinks * ends  # (P, out, 2)
+    scale, zero_point = choose_qparams(candidates.reshape(-1, 2), row_scheme)
+    scale, zero_point = scale.view(*candidates.shape[:2], 1), zero_point.view(*candidates.shape[:2], 1)
+    _, q = _round_column(columns, scale, zero_point.float(), scheme)  # (P, out, group)
+    return scale, zero_point, (q - columns).abs_().pow_(2.4).sum(dim=2)
+
+
+def _group_params(columns: torch.Tensor, scheme: QuantScheme,
+                  clip_search: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, zero_point), each (out, 1), for a slice of columns (out, group); optionally MSE-clipped."""
     row_scheme = QuantScheme(bits=scheme.bits, symmetric=scheme.symmetric, granularity="per_channel", axis=0,
                              signed=scheme.signed, zero_point_domain=scheme.zero_point_domain)
-    return choose_qparams(columns, row_scheme)
+    if not clip_search:
+        return choose_qparams(columns, row_scheme)
+    rows = torch.arange(columns.shape[0])
+    _, _, error = _clip_errors(columns, COARSE_SHRINKS.view(-1, 1, 1), scheme, row_scheme)
+    coarse = COARSE_SHRINKS[error.argmin(dim=0)]  # (out,); ties keep the widest range, so 1.00 if clipping never helps
+    fine = (coarse + FINE_OFFSETS.view(-1, 1)).clamp(COARSE_SHRINKS.min(), 1).unsqueeze(-1)  # (9, out, 1)
+    scale, zero_point, error = _clip_errors(columns, fine, scheme, row_scheme)
+    best = error.argmin(dim=0)  # offset 0 (the coarse best) is a candidate: never worse than the coarse search
+    return scale[best, rows], zero_point[best, rows]
 
 
 def _round_column(w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
@@ -146,7 +177,7 @@ def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, config: GP
         # groups keep their original contiguous columns so the result stores like RTN; their scales come
         # from the unquantized weight because the quantization order crosses groups ("static groups").
         groups = W.reshape(out_features, -1, group_size).transpose(0, 1)  # (groups, out, g)
-        static = [_group_params(g, scheme) for g in groups]
+        static = [_group_params(g, scheme, config.clip_search) for g in groups]
     if config.act_order:
         order = torch.argsort(torch.diag(H), descending=True)
         W, H = W[:, order], H[order][:, order]
@@ -175,7 +206,7 @@ def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, config: GP
             column = i1 + i
             group = groups_of[column]
             if static is None and column % group_size == 0:
-                scale, zero_point = _group_params(W1[:, i:i + group_size], scheme)
+                scale, zero_point = _group_params(W1[:, i:i + group_size], scheme, config.clip_search)
                 scales[:, group], zero_points[:, group] = scale[:, 0], zero_point[:, 0].float()
                 current = (scale[:, 0], zero_point[:, 0].float())
             q_codes, q = _round_column(W1[:, i], *(params[group] if static is not None else current), scheme)
@@ -219,8 +250,7 @@ def gptq_quantize_blocks(blocks: list[nn.Module] | nn.ModuleList, inputs: BlockI
         results = {}
         for name, layer in layers.items():
             size = _fit_group(layer.in_features, config.group_size)
-            layer_config = GPTQConfig(config.bits, size, config.symmetric, config.damp, config.block_size,
-                                      config.act_order)
+            layer_config = dataclasses.replace(config, group_size=size)
             result = gptq_quantize_weight(layer.weight, accumulators[name].result(), layer_config)
             with torch.no_grad():
                 layer.weight.copy_(result.weight)

@@ -36,6 +36,7 @@ class Method:
     group_size: int | None = 128
     symmetric: bool = True
     act_order: bool = False
+    clip_search: bool = False  # GPTQ only: MSE-searched group ranges (GPTQConfig.clip_search)
     budget_bits: float = 4.5  # mixed precision only
     activations: str = "per_token"  # W8A8 only: "per_token" (dynamic) or "per_tensor" (static, calibrated)
 
@@ -56,8 +57,11 @@ LESSON_06_METHODS = (
     Method("mixed int4/int8 (<= 4.5 b/w)", "mixed", 4),
     Method("RTN int3 g128 scale+min", "rtn", 3, symmetric=False),
     Method("GPTQ int3 g128 act-order scale+min", "gptq", 3, symmetric=False, act_order=True),
+    Method("GPTQ int3 g128 act-order scale+min MSE-clip", "gptq", 3, symmetric=False, act_order=True,
+           clip_search=True),
     Method("RTN int2 g32 scale+min", "rtn", 2, 32, symmetric=False),
-    Method("GPTQ int2 g32 act-order scale+min", "gptq", 2, 32, symmetric=False, act_order=True),
+    Method("GPTQ int2 g32 act-order scale+min MSE-clip", "gptq", 2, 32, symmetric=False, act_order=True,
+           clip_search=True),
 )
 
 
@@ -108,7 +112,8 @@ def apply_method(model: nn.Module, method: Method, calibration_windows: torch.Te
     if method.kind == "rtn":
         model = _rtn(model, method)
     elif method.kind == "gptq":
-        config = GPTQConfig(method.bits, method.group_size, method.symmetric, act_order=method.act_order)
+        config = GPTQConfig(method.bits, method.group_size, method.symmetric, act_order=method.act_order,
+                            clip_search=method.clip_search)
         results = gptq_quantize_model(model, calibration_windows, config, progress=progress)
         if method.bits in (2, 4):
             gptq_pack(model, results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -29,6 +30,7 @@ __all__ = [
     "cache_dir",
     "smollm2_gguf_path",
     "load_smollm2",
+    "load_gguf_model",
     "minilm_zip_path",
     "minilm_path",
     "load_minilm",
@@ -151,6 +153,27 @@ def load_smollm2(dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, P
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
     return model.eval(), tokenizer
+
+
+def load_gguf_model(path: str | Path, dtype: torch.dtype = torch.float32, progress: bool = False) -> PreTrainedModel:
+    """A causal LM from any GGUF file through transformers (dequantized to dtype), offline, in eval mode."""
+    set_offline()
+    quiet_libraries()
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no GGUF file at {path}")
+    # transformers' dequantization bar ignores disable_progress_bar(): switch it off at its source.
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(bar, disable=not progress)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype,
+                                                     local_files_only=True)
+    finally:
+        gguf_utils.tqdm = bar
+    return model.eval()
 
 
 def minilm_zip_path() -> Path:

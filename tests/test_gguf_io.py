@@ -146,3 +146,51 @@ def test_corrupt_headers_fail_clearly(tmp_path):
         read_gguf(_write(tmp_path, huge_key))
     with pytest.raises(FileNotFoundError, match="no GGUF file"):
         read_gguf(tmp_path / "missing.gguf")
+
+
+@pytest.fixture(scope="module")
+def written(real, tmp_path_factory):
+    ours, _ = real
+    return helper.write_gguf(ours, tmp_path_factory.mktemp("gguf") / "SmolLM2-135M-Instruct.Q8_0.gguf", "Q8_0")
+
+
+def test_written_q8_0_file_is_valid_gguf_with_our_blocks(real, written):
+    ours, _ = real
+    reference = GGUFReader(written.path)
+    assert Counter(t.type_name for t in written.tensors) == {"Q8_0": 211, "F32": 61}
+    assert [t.name for t in written.tensors] == [t.name for t in ours.tensors]
+    assert [t.tensor_type.name for t in reference.tensors] == [t.type_name for t in written.tensors]
+    assert written.metadata["general.file_type"] == 7  # MOSTLY_Q8_0
+    assert {k: v for k, v in written.metadata.items() if k != "general.file_type"} == {
+        k: v for k, v in ours.metadata.items() if k != "general.file_type"}
+    assert written.metadata_types == ours.metadata_types
+    # 8.5 bits per quantized weight: 135 M weights in about 145 MB instead of the Q4_1 file's 98 MB
+    assert written.tensor("blk.0.ffn_up.weight").n_bytes == 1536 * 576 // 32 * 34
+    for name in ("blk.7.attn_k.weight", "output_norm.weight", "token_embd.weight"):
+        source = load_tensor(ours, name).numpy()
+        info = written.tensor(name)
+        if info.type_name == "Q8_0":  # the blocks gguf's own quantizer would write for the same values
+            expected = quants.quantize(source, GGMLQuantizationType.Q8_0).reshape(-1)
+            assert np.array_equal(raw_tensor_bytes(written, name), expected), name
+            assert np.abs(load_tensor(written, name).numpy() - source).max() <= np.abs(source).max() / 254 * 1.01
+        else:
+            assert np.array_equal(load_tensor(written, name).numpy(), source)
+
+
+def test_written_file_loads_in_transformers_with_the_same_predictions(written):
+    import torch
+
+    base, tokenizer = helper.load_smollm2()
+    reloaded = helper.load_gguf_model(written.path)
+    assert isinstance(reloaded, torch.nn.Module) and not reloaded.training
+    windows = helper.token_windows(tokenizer, n_windows=1, window=128)
+    agreement = helper.next_token_agreement(base, reloaded, windows)
+    # Q8_0 of the Q4_1 weights is nearly lossless: the same next token almost everywhere, tiny KL
+    assert agreement["top1"] > 0.9 and agreement["kl"] < 0.01, agreement
+
+
+def test_write_gguf_rejects_unknown_types_and_missing_files(real, tmp_path):
+    with pytest.raises(ValueError, match="write_gguf quantizes to Q8_0, Q4_0, not 'Q4_K'"):
+        helper.write_gguf(real[0], tmp_path / "x.gguf", "Q4_K")
+    with pytest.raises(FileNotFoundError, match="no GGUF file"):
+        helper.load_gguf_model(tmp_path / "missing.gguf")
