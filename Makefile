@@ -36,8 +36,9 @@ $(STAMP): constraints.txt pyproject.toml
 	$(PY) -m helper.models
 	touch $(STAMP)
 
+# Containers often run as root, which JupyterLab refuses without --allow-root; LAB_ARGS adds flags (e.g. --no-browser).
 lab: setup
-	$(PY) -m jupyter lab notebooks/
+	$(PY) -m jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: setup
 	$(PY) -m pytest tests -q
