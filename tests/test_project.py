@@ -57,9 +57,11 @@ def test_readme_lists_every_notebook():
 
 
 MODULES = sorted(p for p in (ROOT / "helper").glob("*.py") if not p.name.startswith("_"))
+PACKAGES = sorted(p.parent for p in (ROOT / "helper").glob("*/__init__.py"))  # e.g. helper/exercises/
+SUBMODULES = sorted(p for package in PACKAGES for p in package.glob("*.py"))
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", MODULES + SUBMODULES, ids=lambda p: str(p.relative_to(ROOT / "helper")))
 def test_every_public_function_has_types_and_a_docstring(path):
     tree = ast.parse(path.read_text())
     assert ast.get_docstring(tree), f"{path.name} has no module docstring"
@@ -76,10 +78,10 @@ def test_every_public_function_has_types_and_a_docstring(path):
 def test_package_exports_what_modules_declare():
     import importlib
 
-    for path in MODULES:
-        module = importlib.import_module(f"helper.{path.stem}")
+    for name in [p.stem for p in MODULES] + [p.name for p in PACKAGES]:
+        module = importlib.import_module(f"helper.{name}")
         for name in module.__all__:
-            assert hasattr(helper, name), f"helper does not re-export {path.stem}.{name}"
+            assert hasattr(helper, name), f"helper does not re-export {module.__name__}.{name}"
 
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
