@@ -47,7 +47,14 @@ ALLOWED: dict[str, dict[str, str]] = {
 }
 
 # Lessons whose prose still quotes numbers no output shows (being fixed: remove a lesson once it passes).
-STALE = {"01", "02", "03", "04", "05", "06"}
+STALE = {
+    "01",
+    "02",
+    "03",
+    "04",
+    "05",
+    "06",
+}
 
 
 def _markdown_and_outputs(path: Path) -> tuple[list[str], str]:
