@@ -50,9 +50,14 @@ from .smoothquant import (ACTIVATION_MODES, W8A8FakeLinear, activation_channel_a
 from .sizes import (FORMAT_BITS, bits_per_parameter, compute_module_sizes, footprints_by_dtype, format_bytes,
                     memory_table_text,
                     model_memory_bytes, module_sizes_text, size_breakdown, tensor_bytes)
+from .validation import (InputTypeError, check_bool, check_choice, check_finite, check_float_tensor,
+                         check_int_in_range, check_percentile, check_positive, check_probability, check_real,
+                         check_tensor, check_token_ids)
 from .widgets import bit_explorer, playground_report, quantization_playground
 
 __all__ = [
+    "InputTypeError", "check_bool", "check_choice", "check_finite", "check_float_tensor", "check_int_in_range",
+    "check_percentile", "check_positive", "check_probability", "check_real", "check_tensor", "check_token_ids",
     "FLOAT_LAYOUTS", "INT_BITS", "Decomposition", "FloatLayout", "all_finite_values", "bit_width", "decompose",
     "describe_value", "dtype_name", "exact_decimal", "format_table", "format_table_text", "from_bits",
     "neighbours", "resolve_dtype", "stored_value", "to_bits",
