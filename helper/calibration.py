@@ -8,11 +8,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .linear_quant import QuantScheme, _check_float_tensor, choose_qparams, dequantize, quantize, to_rows
+from .linear_quant import QuantScheme, choose_qparams, dequantize, quantize, to_rows
+from .validation import check_choice, check_float_tensor, check_int_in_range, check_real
 
 __all__ = ["CALIBRATION_METHODS", "calibrate_range", "RangeObserver", "capture_inputs"]
 
 CALIBRATION_METHODS = ("minmax", "percentile", "mse")
+MAX_MSE_STEPS = 10_000  # ratios 1/10000 apart are far finer than any grid; more only burns time
 
 
 def _percentile(rows: torch.Tensor, q: float) -> torch.Tensor:
@@ -53,13 +55,10 @@ def calibrate_range(x: torch.Tensor, scheme: QuantScheme, method: str = "minmax"
     minmax: the extremes (one outlier stretches the grid for everyone). percentile: the (100 - p) and p
     percentiles (outliers get clipped). mse: the shrink of the min-max range with the least squared error.
     """
-    _check_float_tensor(x)
-    if method not in CALIBRATION_METHODS:
-        raise ValueError(f"method must be one of {CALIBRATION_METHODS}, got {method!r}")
-    if not 50 < percentile <= 100:
-        raise ValueError(f"percentile must be in (50, 100], got {percentile}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_float_tensor(x, "x")
+    check_choice(method, "method", CALIBRATION_METHODS)
+    check_real(percentile, "percentile", 50, 100, low_open=True)
+    check_int_in_range(steps, "steps", 1, MAX_MSE_STEPS)  # each step quantizes x once: bound the work
     rows = to_rows(x.detach().float(), scheme)
     if method == "minmax":
         return rows.amin(dim=1, keepdim=True), rows.amax(dim=1, keepdim=True)
@@ -78,7 +77,7 @@ class RangeObserver:
 
     def update(self, x: torch.Tensor) -> None:
         """Widen the range to include this batch."""
-        _check_float_tensor(x, "batch")
+        check_float_tensor(x, "batch")
         low, high = x.detach().float().min(), x.detach().float().max()
         self.min = low if self.min is None else torch.minimum(self.min, low)
         self.max = high if self.max is None else torch.maximum(self.max, high)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .validation import check_bool, check_choice, check_float_tensor, check_int_in_range
+
 __all__ = [
     "SUPPORTED_BITS",
     "QuantScheme",
@@ -59,8 +61,12 @@ class QuantScheme:
     zero_point_domain: str = "int"
 
     def __post_init__(self) -> None:
-        if self.bits not in SUPPORTED_BITS:
-            raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {self.bits}")
+        check_choice(self.bits, "bits", SUPPORTED_BITS)
+        for flag in ("symmetric", "signed", "restricted"):
+            check_bool(getattr(self, flag), flag)  # the string "False" would count as True
+        check_int_in_range(self.axis, "axis", -64, 63)
+        if self.group_size is not None:
+            check_int_in_range(self.group_size, "group_size", 1)
         if self.granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
         if self.granularity == "per_group" and (self.group_size is None or self.group_size < 1):
@@ -87,8 +93,9 @@ class QuantScheme:
 
 def integer_range(bits: int, signed: bool = True, restricted: bool = False) -> tuple[int, int]:
     """(qmin, qmax): int4 -> (-8, 7); restricted int4 -> (-7, 7); unsigned int4 -> (0, 15)."""
-    if bits not in SUPPORTED_BITS:
-        raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {bits}")
+    check_choice(bits, "bits", SUPPORTED_BITS)
+    check_bool(signed, "signed")
+    check_bool(restricted, "restricted")
     if not signed:
         return 0, 2**bits - 1
     qmax = 2 ** (bits - 1) - 1
@@ -100,17 +107,6 @@ def _storage_dtype(bits: int, signed: bool) -> torch.dtype:
     if bits <= 8:
         return torch.int8 if signed else torch.uint8
     return torch.int32  # 16-bit codes (signed or not) fit in int32 with room for the arithmetic
-
-
-def _check_float_tensor(x: torch.Tensor, what: str = "x") -> None:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{what} must be a floating-point tensor, got {x.dtype}")
-    if x.numel() == 0:
-        raise ValueError(f"{what} is empty: there is no range to quantize")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{what} contains NaN or Inf: a scale cannot be chosen; clean or clip the input first")
 
 
 def choose_qparams_asymmetric(rmin: torch.Tensor, rmax: torch.Tensor, bits: int,
@@ -164,6 +160,8 @@ def dequantize_with_offset(q: torch.Tensor, scale: torch.Tensor, offset: torch.T
 
 def to_rows(x: torch.Tensor, scheme: QuantScheme) -> torch.Tensor:
     """View x as rows that each get one (scale, zero_point): (1, n), (channels, n/channels) or (n/g, g)."""
+    if not isinstance(scheme, QuantScheme):
+        raise ValueError(f"scheme must be a QuantScheme, got {type(scheme).__name__}")
     if scheme.granularity == "per_tensor":
         return x.reshape(1, -1)
     if scheme.granularity == "per_channel":
@@ -188,19 +186,37 @@ def from_rows(rows: torch.Tensor, shape: torch.Size, scheme: QuantScheme) -> tor
 def choose_qparams(x: torch.Tensor, scheme: QuantScheme,
                    clip: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row (scale, zero_point), shape (rows, 1), from min/max of each row or from a given clip range."""
-    _check_float_tensor(x)
+    check_float_tensor(x, "x")
     rows = to_rows(x.detach().float(), scheme)
     if clip is None:
         rmin, rmax = rows.amin(dim=1, keepdim=True), rows.amax(dim=1, keepdim=True)
     else:
-        rmin = torch.as_tensor(clip[0], dtype=torch.float32).reshape(-1, 1)
-        rmax = torch.as_tensor(clip[1], dtype=torch.float32).reshape(-1, 1)
+        rmin, rmax = _check_clip(clip, rows.shape[0])
     if scheme.symmetric:
         return choose_qparams_symmetric(torch.maximum(rmin.abs(), rmax.abs()), scheme.bits, scheme.restricted)
     if scheme.zero_point_domain == "float":
         scale = (rmax - rmin) / scheme.qmax
         return torch.where(scale > 0, scale, torch.ones_like(scale)), rmin  # the offset is the row's minimum
     return choose_qparams_asymmetric(rmin, rmax, scheme.bits, scheme.signed)
+
+
+def _check_clip(clip: object, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A calibrated (min, max) pair: finite, one value or one per row, and min <= max everywhere."""
+    if not isinstance(clip, (tuple, list)) or len(clip) != 2:
+        raise ValueError(f"clip must be a (min, max) pair, got {type(clip).__name__}")
+    try:
+        rmin = torch.as_tensor(clip[0], dtype=torch.float32).reshape(-1, 1)
+        rmax = torch.as_tensor(clip[1], dtype=torch.float32).reshape(-1, 1)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"clip must hold numbers or tensors, got {clip!r:.60}") from None
+    for name, bound in (("clip min", rmin), ("clip max", rmax)):
+        if bound.shape[0] not in (1, rows):
+            raise ValueError(f"{name} has {bound.shape[0]} values; the tensor has {rows} rows (give 1 or {rows})")
+        if not torch.isfinite(bound).all():
+            raise ValueError(f"{name} contains NaN or Inf")
+    if (rmin > rmax).any():
+        raise ValueError(f"clip min must be <= clip max, got min {rmin.max().item():g} > max {rmax.min().item():g}")
+    return rmin, rmax
 
 
 @dataclass(frozen=True)

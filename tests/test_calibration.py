@@ -65,3 +65,17 @@ def test_range_observer_and_capture_inputs():
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: helper.calibrate_range(torch.randn(5), QuantScheme(), "mse", steps=10**9),
+     r"steps must be an integer in \[1, 10,000\]"),
+    (lambda: helper.calibrate_range(torch.randn(5), QuantScheme(), "mse", steps=2.5), "steps must be an integer"),
+    (lambda: helper.calibrate_range(torch.randn(5), QuantScheme(), "percentile", percentile=float("nan")),
+     "percentile must be a finite number"),
+    (lambda: helper.calibrate_range(torch.randn(5), "per_tensor"), "scheme must be a QuantScheme"),
+    (lambda: helper.RangeObserver().update([1.0]), "batch must be a torch.Tensor"),
+], ids=["huge-steps", "float-steps", "nan-percentile", "scheme-string", "list-batch"])
+def test_huge_or_odd_arguments_fail_fast(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

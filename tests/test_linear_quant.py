@@ -185,3 +185,37 @@ def test_quantization_error_metrics():
 def test_bad_input_is_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: QuantScheme(symmetric="False"), "symmetric must be True or False"),
+    (lambda: QuantScheme(signed="no", symmetric=False), "signed must be True or False"),
+    (lambda: QuantScheme(restricted=1), "restricted must be True or False"),
+    (lambda: QuantScheme(bits=8.0), "bits must be one of"),
+    (lambda: QuantScheme(bits="8"), "bits must be one of"),
+    (lambda: QuantScheme(axis=1.5), "axis must be an integer"),
+    (lambda: QuantScheme(granularity="per_group", group_size=2.5), "group_size must be an integer"),
+    (lambda: helper.integer_range(4, signed="False"), "signed must be True or False"),
+    (lambda: helper.quantize_tensor(torch.randn(4), "int8"), "scheme must be a QuantScheme"),
+    (lambda: helper.quantize_tensor(torch.randn(4), QuantScheme(), clip=(1.0, -1.0)),
+     "clip min must be <= clip max"),
+    (lambda: helper.quantize_tensor(torch.randn(4), QuantScheme(), clip=(float("nan"), 1.0)),
+     "clip min contains NaN or Inf"),
+    (lambda: helper.quantize_tensor(torch.randn(4), QuantScheme(), clip=(-1.0, float("inf"))),
+     "clip max contains NaN or Inf"),
+    (lambda: helper.quantize_tensor(torch.randn(4), QuantScheme(), clip=1.0), "clip must be a \\(min, max\\) pair"),
+    (lambda: helper.quantize_tensor(torch.randn(4), QuantScheme(), clip=("a", "b")), "clip must hold numbers"),
+    (lambda: helper.quantize_tensor(torch.randn(3, 4), QuantScheme(granularity="per_channel"),
+                                    clip=(-torch.ones(2), torch.ones(2))), "clip min has 2 values; the tensor has 3"),
+], ids=["sym-string", "signed-string", "restricted-int", "bits-float", "bits-string", "axis-float", "group-float",
+        "range-signed-string", "scheme-string", "clip-reversed", "clip-nan", "clip-inf", "clip-scalar",
+        "clip-strings", "clip-rows"])
+def test_odd_values_are_refused_not_reinterpreted(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_per_row_clip_range_still_works():
+    x = torch.randn(3, 8)
+    quantized = helper.quantize_tensor(x, QuantScheme(granularity="per_channel"), clip=(-torch.ones(3), torch.ones(3)))
+    assert quantized.dequantize().abs().max() <= 128 / 127  # -128 is one step past -1
