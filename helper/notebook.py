@@ -1,4 +1,4 @@
-"""One call at the top of every lesson: same seeds, same printing, no noise, no network."""
+"""One call at the top of every lesson: same seeds, same printing, no library noise, no network."""
 
 from __future__ import annotations
 
@@ -27,9 +27,16 @@ def set_offline() -> None:
     os.environ.update(_OFFLINE_VARIABLES)
 
 
+# Libraries whose own warnings (deprecations, version notices) vary between runs and versions.
+# Only warnings raised inside these packages are hidden: a warning from a learner's cell, or from
+# helper, still shows.
+_NOISY_LIBRARIES = ("transformers", "torch", "torchao", "optimum", "bitsandbytes", "huggingface_hub",
+                    "gguf", "accelerate", "safetensors", "tokenizers", "sentence_transformers")
+
+
 def quiet_libraries() -> None:
-    """Keep library warnings and progress bars out of lesson output (they vary between runs and versions)."""
-    warnings.filterwarnings("ignore")
+    """Hide warnings raised inside the libraries we call, their log noise and progress bars; yours still show."""
+    warnings.filterwarnings("ignore", module=r"(" + "|".join(_NOISY_LIBRARIES) + r")(\..*)?$")
     for name in ("transformers", "torchao", "bitsandbytes", "optimum", "huggingface_hub", "gguf"):
         logging.getLogger(name).setLevel(logging.ERROR)
     import transformers
