@@ -58,7 +58,8 @@ def bit_explorer(value: float = 1 / 3, dtype: str = "float16") -> widgets.VBox:
     value_box.observe(on_value, names="value")
     dtype_box.observe(lambda change: show(value_box.value), names="value")
     show(value)
-    return widgets.VBox([widgets.HBox([dtype_box, value_box]), bits_row, report])
+    return Explorer([widgets.HBox([dtype_box, value_box]), bits_row, report], report=report, name="Bit explorer",
+                    picture=lambda: _bit_layout_png(value_box.value, dtype_box.value))
 
 
 def playground_report(x: torch.Tensor, bits: int, symmetric: bool, granularity: str, group_size: int,
@@ -108,5 +109,77 @@ def quantization_playground(x: torch.Tensor) -> widgets.VBox:
     for control in controls.values():
         control.observe(draw, names="value")
     draw()
-    return widgets.VBox([widgets.HBox(list(controls.values())[:3]), widgets.HBox(list(controls.values())[3:]),
-                         report, picture])
+    return Explorer([widgets.HBox(list(controls.values())[:3]), widgets.HBox(list(controls.values())[3:]),
+                     report, picture],
+                    report=report, picture=lambda: bytes(picture.value), name="Quantization playground")
+
+
+class Explorer(widgets.VBox):
+    """A VBox that still shows something true where widgets do not run (untrusted or never-run notebook, web viewer).
+
+    Its display bundle keeps the live widget view and adds `text/plain` (the report text) and `image/png`
+    (a picture of the current view with the report under it): JupyterLab falls back to the PNG when it
+    may not render widgets, and nbval compares the text, so the text is as deterministic as the report.
+    """
+
+    def __init__(self, children, *, report: widgets.HTML, picture, name: str, **kwargs):
+        super().__init__(children, **kwargs)
+        self._report, self._picture, self._name = report, picture, name
+
+    def fallback_text(self) -> str:
+        """What a reader without live widgets reads: a one-line header, then the report as plain text."""
+        return f"{self._name} (stored view; run the notebook to use the controls)\n{_html_to_text(self._report.value)}"
+
+    def fallback_png(self) -> bytes:
+        """PNG of the current view (the explorer's own picture) with the report text under it."""
+        return _picture_with_text(self._picture(), self.fallback_text())
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = super()._repr_mimebundle_(**kwargs)
+        if data is not None:
+            data.update({"text/plain": self.fallback_text(), "image/png": self.fallback_png()})
+        return data
+
+
+def _html_to_text(markup: str) -> str:
+    """The report widget's HTML as plain text: <br> and block ends become newlines, tags go, entities decode."""
+    import html
+    import re
+
+    text = re.sub(r"(?i)<br\s*/?>|</(p|div|pre|li|tr)>", "\n", markup)
+    return html.unescape(re.sub(r"<[^>]+>", "", text)).strip("\n")
+
+
+def _bit_layout_png(value: float, dtype: str) -> bytes:
+    """plot_bit_layout's picture (bits coloured by field) as PNG bytes, drawn off pyplot so nothing else displays."""
+    from matplotlib.figure import Figure
+
+    from .plots import plot_bit_layout
+
+    bits = FLOAT_LAYOUTS[resolve_dtype(dtype)].bits
+    figure = Figure(figsize=(max(4.0, 0.32 * bits + 1), 1.6), dpi=100, layout="constrained")
+    plot_bit_layout(value, dtype, ax=figure.add_subplot())
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def _picture_with_text(picture: bytes, text: str) -> bytes:
+    """The picture, pixel for pixel, above the text in monospace: one PNG a notebook viewer can show."""
+    import matplotlib.image
+    from matplotlib.figure import Figure
+
+    image = matplotlib.image.imread(io.BytesIO(picture), format="png")
+    height, width = image.shape[:2]
+    lines = text.splitlines() or [""]
+    line_px, pad = 15, 8
+    text_px = line_px * len(lines) + 2 * pad
+    width = max(width, 7 * max(len(line) for line in lines) + 2 * pad)  # ~6.6 px per 9-pt monospace character
+    figure = Figure(figsize=(width / 100, (height + text_px) / 100), dpi=100)
+    figure.figimage(image, xo=0, yo=text_px)
+    for i, line in enumerate(lines):
+        figure.text(pad / width, 1 - (height + pad + line_px * (i + 0.5)) / (height + text_px), line,
+                    family="monospace", fontsize=9, va="center", color="0.35" if i == 0 else "black")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()

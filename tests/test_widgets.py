@@ -29,3 +29,69 @@ def test_playground_report_and_widget():
     assert first_png.startswith(b"\x89PNG") and "4-bit symmetric per_channel" in report.value
     widget.children[0].children[0].value = 8  # move the bits slider
     assert "8-bit" in report.value and bytes(picture.value) != first_png
+
+
+def _bundle(widget):
+    """What IPython stores for the widget when a cell displays it (the notebook's output data)."""
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(widget)
+    return data
+
+
+def _png_size(png):
+    import io
+
+    import matplotlib.image
+
+    return matplotlib.image.imread(io.BytesIO(png), format="png").shape[:2]
+
+
+def test_bit_explorer_stores_its_report_and_a_picture_for_readers_without_widgets():
+    explorer = helper.bit_explorer(1 / 3, "bfloat16")
+    data = _bundle(explorer)
+    assert "application/vnd.jupyter.widget-view+json" in data  # the live view is still there
+    text = data["text/plain"]
+    assert text.startswith("Bit explorer (stored view") and "VBox(" not in text
+    assert helper.describe_value(1 / 3, "bfloat16") in text  # the report, tags removed
+    assert data["image/png"].startswith(b"\x89PNG")
+    picture_height, _ = _png_size(helper.widgets._bit_layout_png(1 / 3, "bfloat16"))
+    height, _ = _png_size(data["image/png"])
+    assert height > picture_height  # the bit picture with the report text under it
+    assert _bundle(helper.bit_explorer(1 / 3, "bfloat16"))["text/plain"] == text  # deterministic for nbval
+    explorer.children[0].children[1].value = -2.5  # the fallback follows the current state
+    assert helper.describe_value(-2.5, "bfloat16") in _bundle(explorer)["text/plain"]
+
+
+def test_bit_layout_png_colours_each_field():
+    import io
+
+    import matplotlib.image
+    import numpy as np
+
+    image = matplotlib.image.imread(io.BytesIO(helper.widgets._bit_layout_png(-1 / 3, "bfloat16")), format="png")
+    pixels = {tuple(np.round(p[:3] * 255).astype(int)) for p in image.reshape(-1, image.shape[-1])}
+
+    def near(colour):
+        target = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        blended = 255 - 0.85 * (255 - target)  # plot_bit_layout draws the boxes at alpha 0.85 on white
+        return any(np.abs(np.array(p) - blended).max() <= 2 for p in pixels)
+
+    assert all(near(colour) for colour in helper.FIELD_COLOURS.values())
+
+
+def test_playground_stores_its_report_and_picture_for_readers_without_widgets():
+    import torch
+
+    x = torch.randn(8, 64, generator=torch.Generator().manual_seed(0))
+    widget = helper.quantization_playground(x)
+    data = _bundle(widget)
+    _, report = helper.playground_report(x, 4, True, "per_channel", 32, "minmax")
+    assert data["text/plain"].splitlines()[1:] == [report]
+    picture_height, picture_width = _png_size(bytes(widget.children[3].value))
+    height, width = _png_size(data["image/png"])
+    assert width == picture_width and height > picture_height
+
+
+def test_report_html_becomes_plain_text():
+    assert helper.widgets._html_to_text("<b>a &lt; b</b><br>c<pre>d\ne</pre>") == "a < b\ncd\ne"
