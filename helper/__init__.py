@@ -25,6 +25,9 @@ from .layers import (W2A16Linear, W4A16Linear, W8A16Linear, WnA16Linear, fit_gro
 from .linear_quant import (SUPPORTED_BITS, QuantizedTensor, QuantScheme, choose_qparams, choose_qparams_asymmetric,
                            choose_qparams_symmetric, dequantize, dequantize_with_offset, fake_quantize, from_rows,
                            integer_range, quantization_error, quantize, quantize_tensor, quantize_with_offset, to_rows)
+from .integer_matmul import (INT32_MAX, INT32_MIN, int8_matmul_int32, multiply_by_quantized_multiplier,
+                             quantize_multiplier, quantized_linear, requantize, rounding_divide_by_power_of_two,
+                             saturating_rounding_doubling_high_mul, zero_point_terms)
 from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linear_layers,
                         quantize_blocks_sequentially, run_block)
 from .mixed_precision import (UNIT_KINDS, allocate_bits, apply_allocation, bits_per_weight_of, layer_units,
@@ -105,4 +108,7 @@ __all__ = [
     "BLOCK_FORMATS", "GGUFFile", "GGUFFormatError", "TensorInfo", "dequantize_q4_0", "dequantize_q4_1",
     "dequantize_q8_0", "k_quant_bits_per_weight", "load_tensor", "quantize_q4_0", "quantize_q8_0", "raw_tensor_bytes",
     "read_gguf", "split_block", "write_gguf",
+    "INT32_MAX", "INT32_MIN", "int8_matmul_int32", "multiply_by_quantized_multiplier", "quantize_multiplier",
+    "quantized_linear", "requantize", "rounding_divide_by_power_of_two", "saturating_rounding_doubling_high_mul",
+    "zero_point_terms",
 ]
