@@ -253,18 +253,25 @@ def plot_module_sizes(sizes: dict[str, dict[str, int]], ax=None) -> Figure:
 
 
 def plot_perplexity_vs_bits(rows: list[dict[str, object]], baseline: float | None = None, ax=None) -> Figure:
-    """Scatter: perplexity against bits per linear weight, one labelled point per recipe (or method)."""
+    """Scatter: perplexity against bits per linear weight, one labelled point per recipe (or method).
+
+    Labels are placed where they overlap no other label, point or the legend (format_plots._annotate_apart).
+    """
+    from .format_plots import _annotate_apart
+
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 4.2))
     for row in rows:
         ax.scatter(row["bits_per_weight"], row["perplexity"], s=30, zorder=3)
-        ax.annotate(row.get("recipe", row.get("method")), (row["bits_per_weight"], row["perplexity"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
     if baseline is not None:
         ax.axhline(baseline, color="0.5", linestyle="--", linewidth=1, label=f"fp32 perplexity {baseline:.2f}")
         ax.legend(fontsize=8, loc="upper right")
     ax.set_xscale("log", base=2)
+    ax.margins(x=0.06, y=0.12)
     ax.set_xlabel("bits per linear weight (codes + scales, log scale)")
     ax.set_ylabel("perplexity (lower is better)")
     ax.set_title("SmolLM2-135M: quality against size")
+    ax.figure.tight_layout()
+    _annotate_apart(ax, [row["bits_per_weight"] for row in rows], [row["perplexity"] for row in rows],
+                    [row.get("recipe", row.get("method")) for row in rows])
     return ax.figure

@@ -80,3 +80,18 @@ def test_lesson_04_figures():
             {"recipe": "int4", "bits_per_weight": 5.0, "perplexity": 20.1}]
     fig = helper.plot_perplexity_vs_bits(rows, baseline=14.9)
     assert [t.get_text() for t in fig.axes[0].texts] == ["fp32", "int4"]
+
+
+def test_perplexity_vs_bits_labels_do_not_overlap():
+    # lesson 04's table: "int4 g32 scale+min" (6.0 bits) and "int8" (8.05) sit at the same perplexity
+    table = [("fp32", 32.0, 14.94), ("bf16", 16.0, 14.93), ("int8 per-channel (ours)", 8.05, 14.96),
+             ("int4 g128 symmetric (ours)", 4.31, 24.14), ("int4 g128 scale+min (ours)", 4.62, 23.49),
+             ("int4 g32 symmetric (ours)", 5.0, 20.13), ("int4 g32 scale+min (ours)", 6.0, 14.94)]
+    rows = [{"recipe": name, "bits_per_weight": bits, "perplexity": ppl} for name, bits, ppl in table]
+    ax = helper.plot_perplexity_vs_bits(rows, baseline=14.94).axes[0]
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts] + [ax.get_legend().get_window_extent(renderer)]
+    assert len(ax.texts) == len(rows)
+    assert not [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    assert all(ax.get_window_extent(renderer).contains(b.x1, b.y1) and ax.get_window_extent(renderer).contains(
+        b.x0, b.y0) for b in boxes)
