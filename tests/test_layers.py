@@ -144,6 +144,47 @@ def test_w8a16_is_bit_identical_to_quanto_qint8(smollm2):
         assert torch.equal(theirs(x), ours(x))
 
 
+def _quanto_qint8(linear):
+    from optimum.quanto import freeze, qint8, quantize
+
+    theirs = nn.Sequential(copy.deepcopy(linear))
+    quantize(theirs, weights=qint8)
+    freeze(theirs)
+    return theirs
+
+
+# "Bit-identical to quanto" holds for fp32 weights (above); lesson 04 and the README state the two exceptions.
+def test_w8a16_bf16_codes_differ_from_quanto_by_at_most_one():
+    # quanto divides in bf16 and rounds the already-rounded quotient; we divide in fp32 by the fp32 scale
+    # (stored rounded to bf16, so both keep the same scales) and round once
+    linear = _linear(128, 64, bias=False, seed=1).to(torch.bfloat16)
+    ours = W8A16Linear.from_linear(linear)
+    theirs = _quanto_qint8(linear)[0].weight
+    assert torch.equal(theirs._scale.flatten(), ours.scales)
+    weight = linear.weight.detach().float()
+    fp32_scale = weight.abs().amax(1, keepdim=True) / 127
+    assert torch.equal(ours.int8_weights, torch.round(weight / fp32_scale).to(torch.int8))
+    quotient = linear.weight.detach() / ours.scales[:, None]  # bf16 / bf16 -> rounded to bf16
+    assert torch.equal(theirs._data.to(torch.bfloat16), torch.round(quotient).clamp(-128, 127))
+    difference = theirs._data.int() - ours.int8_weights.int()
+    assert (int((difference != 0).sum()), difference.numel()) == (1377, 8192)  # the count lesson 04 quotes
+    assert difference.abs().max() == 1
+
+
+def test_w8a16_with_bias_is_within_one_ulp_of_quanto():
+    # F.linear adds the bias inside the matmul (addmm); quanto adds it to the finished product: rounding differs
+    x = torch.randn(16, 576, generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        linear = _linear(576, 576, bias=True, seed=0)
+        ours, theirs = W8A16Linear.from_linear(linear), _quanto_qint8(linear)
+        assert torch.equal(theirs(x), x @ ours.dequantized_weight().T + linear.bias)  # product, then + bias
+        largest = ours(x).abs().max()
+        ulp = torch.nextafter(largest, torch.tensor(float("inf"))) - largest
+        assert (ours(x) - theirs(x)).abs().max() <= ulp  # at most one ulp of the largest output
+        no_bias = _linear(576, 576, bias=False, seed=0)
+        assert torch.equal(W8A16Linear.from_linear(no_bias)(x), _quanto_qint8(no_bias)(x))
+
+
 def test_w4a16_close_to_quanto_qint4(smollm2):
     from optimum.quanto import freeze, qint4, quantize
 
