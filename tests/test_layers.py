@@ -1,4 +1,5 @@
 import copy
+import json
 
 import pytest
 import torch
@@ -200,3 +201,125 @@ def test_w4a16_close_to_quanto_qint4(smollm2):
     # same family (4-bit, g128, scale + float minimum); quanto also optimises the range: within 25 %
     assert error_ours.item() == pytest.approx(error_theirs.item(), rel=0.25)
     assert torch.allclose(ours(x), theirs(x), atol=0.15 * reference.abs().max().item())
+
+
+# A quantized checkpoint is untrusted input: every way a file can lie is a ValueError naming the file.
+def _checkpoint(tmp_path, layers, tensors, name="evil.safetensors"):
+    from safetensors.torch import save_file
+
+    path = tmp_path / name
+    metadata = {"quantized_layers": layers if isinstance(layers, str) else json.dumps(layers)}
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def _good(tmp_path):
+    model = nn.Sequential(_linear(64, 32), nn.ReLU(), _linear(32, 8, seed=1))
+    replace_linear(model, W4A16Linear, exclude=("2",), group_size=32)
+    path = save_quantized(model, tmp_path / "good.safetensors")
+    from safetensors.torch import load_file
+
+    return load_file(str(path)), json.loads(_metadata(path)["quantized_layers"])
+
+
+def _metadata(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata()
+
+
+def _fresh():
+    return nn.Sequential(_linear(64, 32, seed=5), nn.ReLU(), _linear(32, 8, seed=6))
+
+
+def _edit(layers, **changes):
+    layers = json.loads(json.dumps(layers))
+    layers["0"].update(changes)
+    return layers
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda l, t: ({"0": {**l["0"], "in_features": 10**12, "out_features": 10**12}}, t),
+     r"is 1000000000000 -> 1000000000000 in the file but 64 -> 32 in the model"),
+    (lambda l, t: (_edit(l, dtype="float64"), t), "dtype must be one of float32, float16, bfloat16"),
+    (lambda l, t: (_edit(l, dtype="__class__"), t), "dtype must be one of"),
+    (lambda l, t: (_edit(l, **{"class": "Sequential"}), t), "class must be one of W8A16Linear"),
+    (lambda l, t: (_edit(l, **{"class": ["W4A16Linear"]}), t), "class must be one of W8A16Linear"),
+    (lambda l, t: (_edit(l, extra=1), t), "a W4A16Linear entry has keys"),
+    (lambda l, t: (_edit(l, group_size=7), t), "group_size 7, which does not divide in_features 64"),
+    (lambda l, t: (_edit(l, group_size=0), t), r"group_size must be an integer in \[1, 64\]"),
+    (lambda l, t: (_edit(l, symmetric="False"), t), "symmetric must be True or False"),
+    (lambda l, t: (_edit(l, bias="True"), t), "bias must be True or False"),
+    (lambda l, t: (_edit(l, bias=False), t), "has bias=False in the file, True in the model"),
+    (lambda l, t: ({"1": l["0"]}, t), r"layer '1' is a ReLU in the model; only nn.Linear layers are replaced"),
+    (lambda l, t: ({"": l["0"]}, t), r"layer '' does not exist in the model"),
+    (lambda l, t: ({"0.weight": l["0"]}, t), r"layer '0.weight' does not exist in the model"),
+    (lambda l, t: ({"extra": l["0"]}, t), r"layer 'extra' does not exist in the model"),
+    (lambda l, t: ({"0": 5}, t), "class must be one of"),
+    (lambda l, t: ([], t), "'quantized_layers' must map layer names"),
+    (lambda l, t: ({}, t), "'quantized_layers' must map layer names"),
+    (lambda l, t: ("{not json", t), "'quantized_layers' metadata is not valid JSON"),
+    (lambda l, t: ("[" * 100_000 + "]" * 100_000, t), "not valid JSON"),
+    (lambda l, t: (l, {k: v for k, v in t.items() if k != "0.scales"}), "lacks tensor '0.scales'"),
+    (lambda l, t: (l, {**t, "0.scales": torch.ones(32, 3)}), r"tensor '0.scales' is F32 \[32, 3\], but its "
+                                                             r"metadata describes F32 \[32, 2\]"),
+    (lambda l, t: (l, {**t, "0.scales": t["0.scales"].double()}), r"is F64 \[32, 2\]"),
+    (lambda l, t: (l, {**t, "0.packed_weights": torch.zeros(32, 32, dtype=torch.int8)}), r"is I8 \[32, 32\]"),
+    (lambda l, t: (l, {**t, "3.weight": torch.ones(2)}), "has tensors the model does not: \\['3.weight'\\]"),
+    (lambda l, t: (l, {**t, "2.weight": torch.ones(8, 31)}), r"wrong shape for this model: \['2.weight \[8, 31\]"),
+], ids=["terabyte-sizes", "dtype-float64", "dtype-attribute", "class-unknown", "class-list", "extra-key",
+        "group-not-dividing", "group-zero", "symmetric-string", "bias-string", "bias-mismatch", "not-a-linear",
+        "root", "parameter-path", "new-submodule", "config-not-dict", "layers-list", "layers-empty", "json-corrupt",
+        "json-deep", "tensor-missing", "tensor-shape", "tensor-dtype", "packed-dtype", "tensor-unexpected",
+        "tensor-wrong-shape"])
+def test_load_refuses_a_lying_checkpoint_and_leaves_the_model_alone(tmp_path, change, message):
+    tensors, layers = _good(tmp_path)
+    layers, tensors = change(layers, dict(tensors))
+    path = _checkpoint(tmp_path, layers, tensors)
+    model = _fresh()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message) as error:
+        load_quantized(model, path)
+    assert str(path) in str(error.value)
+    assert isinstance(model[0], nn.Linear) and set(model.state_dict()) == set(before)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_load_refuses_a_file_that_is_not_safetensors(tmp_path):
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match="junk.safetensors is not a readable safetensors file"):
+        load_quantized(_fresh(), path)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: load_quantized("model", "x.safetensors"), "model must be an nn.Module"),
+    (lambda: load_quantized(nn.Linear(2, 2), 5), "path must be a str or Path"),
+    (lambda: fit_group_size(576, 128, 0), r"step must be an integer in \[1, "),
+    (lambda: fit_group_size(576, 128, -32), "step must be an integer"),
+    (lambda: fit_group_size(0), "in_features must be an integer"),
+    (lambda: fit_group_size(576, 2.5), "preferred must be an integer"),
+    (lambda: W8A16Linear(10**13, 10**13), "in_features must be an integer in"),
+    (lambda: W8A16Linear(4, 4, bias="False"), "bias must be True or False"),
+    (lambda: W8A16Linear(4, 4, dtype=torch.int8), "dtype must be one of"),
+    (lambda: W4A16Linear(64, 4, symmetric="False"), "symmetric must be True or False"),
+    (lambda: W8A16Linear.from_linear("linear"), "linear must be an nn.Linear"),
+    (lambda: W4A16Linear.from_linear(nn.Conv1d(2, 2, 1)), "linear must be an nn.Linear"),
+    (lambda: W8A16Linear.from_linear(_linear(32, 8))(torch.ones(2, 32, dtype=torch.long)),
+     "x must be floating-point activations"),
+    (lambda: W4A16Linear.from_linear(_linear(64, 8), 32)(torch.ones(2, 64, dtype=torch.int32)),
+     "x must be floating-point activations"),
+    (lambda: W4A16Linear.from_linear(_linear(64, 8), 32)(torch.ones(2, 63)), r"x must end in 64 features"),
+    (lambda: W8A16Linear.from_linear(_linear(32, 8))([1.0]), "x must be a torch.Tensor"),
+], ids=["model-type", "path-type", "step-zero", "step-negative", "in-zero", "preferred-float", "huge-layer",
+        "bias-string", "dtype-int", "symmetric-string", "from-string", "from-conv", "w8-int-activations",
+        "w4-int-activations", "w4-features", "w8-list"])
+def test_bad_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_fit_group_size_with_a_huge_preference_is_quick():
+    assert fit_group_size(576, 1 << 24, 32) == fit_group_size(576, 576, 32) == 576
+    assert fit_group_size(10, 128, 3) == 5  # 128, 125, ... 8, 5, as the step-by-step search finds
