@@ -8,6 +8,7 @@ tensor; then, aligned to general.alignment (32), the tensor data. Strings are u6
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,9 @@ __all__ = ["GGUFFormatError", "TensorInfo", "GGUFFile", "BLOCK_FORMATS", "read_g
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+_MIN_VALUE_BYTES = {**{t: struct.calcsize(f) for t, f in _SCALARS.items()}, _STRING: 8, _ARRAY: 12}
+_MAX_ARRAY_DEPTH = 8  # real files nest arrays at most once; a bound keeps a 60 kB file from recursing forever
+_MAX_ALIGNMENT = 1 << 16  # general.alignment: a power of two up to this (llama.cpp writes 32)
 _TYPE_NAMES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K", 11: "Q3_K",
                12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 30: "BF16"}
 
@@ -104,21 +108,27 @@ class _Cursor:
                                   f"({len(self.data):,} bytes): {what}")
         return self.take(length, what).decode("utf-8", errors="replace")
 
-    def value(self, value_type: int, what: str):
+    def value(self, value_type: int, what: str, depth: int = 0):
         if value_type in _SCALARS:
             return self.scalar(_SCALARS[value_type], what)
         if value_type == _STRING:
             return self.string(what)
         if value_type == _ARRAY:
+            if depth >= _MAX_ARRAY_DEPTH:
+                raise GGUFFormatError(f"arrays nested more than {_MAX_ARRAY_DEPTH} deep at byte {self.pos:,}: {what}")
             item_type, count = self.scalar("<I", f"array type of {what}"), self.scalar("<Q", f"array length of {what}")
-            if count > len(self.data) - self.pos:  # every element takes at least one byte
+            if item_type not in _MIN_VALUE_BYTES:
+                raise GGUFFormatError(f"unknown array item type {item_type} at byte {self.pos - 12:,}: {what}")
+            if count * _MIN_VALUE_BYTES[item_type] > len(self.data) - self.pos:  # each item takes at least that
                 raise GGUFFormatError(f"array of {count:,} items at byte {self.pos:,} cannot fit in the file: {what}")
-            return [self.value(item_type, what) for _ in range(count)]
+            return [self.value(item_type, what, depth + 1) for _ in range(count)]
         raise GGUFFormatError(f"unknown value type {value_type} at byte {self.pos:,}: {what}")
 
 
 def read_gguf(path: str | Path) -> GGUFFile:
     """Parse header, metadata and tensor table; checks that every tensor's data lies inside the file."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"path must be a str or Path, got {type(path).__name__}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no GGUF file at {path}")
@@ -139,20 +149,29 @@ def read_gguf(path: str | Path) -> GGUFFile:
     metadata, metadata_types = {}, {}
     for _ in range(kv_count):
         key = cursor.string("metadata key")
+        if key in metadata:
+            raise GGUFFormatError(f"metadata key {key!r} appears twice (at byte {cursor.pos:,})")
         value_type = cursor.scalar("<I", f"type of {key}")
         item_type = struct.unpack("<I", cursor.data[cursor.pos:cursor.pos + 4])[0] if value_type == _ARRAY else None
         metadata[key] = cursor.value(value_type, key)
         metadata_types[key] = (value_type, item_type)
-    entries = []
+    entries, names = [], set()
     for _ in range(tensor_count):
         name = cursor.string("tensor name")
+        if name in names:
+            raise GGUFFormatError(f"tensor name {name!r} appears twice in the tensor table")
+        names.add(name)
         n_dims = cursor.scalar("<I", f"dimensions of {name}")
         if n_dims > 4:
             raise GGUFFormatError(f"tensor {name} claims {n_dims} dimensions (GGUF allows at most 4)")
         ne = tuple(cursor.scalar("<Q", f"shape of {name}") for _ in range(n_dims))
         type_id, offset = cursor.scalar("<I", f"type of {name}"), cursor.scalar("<Q", f"offset of {name}")
         entries.append((name, ne, type_id, offset))
-    alignment = int(metadata.get("general.alignment", 32))
+    alignment = metadata.get("general.alignment", 32)
+    if (isinstance(alignment, bool) or not isinstance(alignment, int) or not 1 <= alignment <= _MAX_ALIGNMENT
+            or alignment & (alignment - 1)):
+        raise GGUFFormatError(f"general.alignment must be a power of two from 1 to {_MAX_ALIGNMENT:,}, "
+                              f"got {alignment!r:.40}")
     data_start = -(-cursor.pos // alignment) * alignment
     tensors = []
     for name, ne, type_id, offset in entries:
@@ -160,7 +179,9 @@ def read_gguf(path: str | Path) -> GGUFFile:
         if type_name not in BLOCK_FORMATS:
             raise GGUFFormatError(f"tensor {name} has unsupported type {type_name}")
         block, block_bytes = BLOCK_FORMATS[type_name]
-        count = int(np.prod(ne)) if ne else 1
+        count = math.prod(ne)  # Python integers: 2^32 x 2^32 does not wrap around to 0
+        if offset % alignment:
+            raise GGUFFormatError(f"tensor {name}: offset {offset:,} is not a multiple of the alignment {alignment}")
         if count % block:
             raise GGUFFormatError(f"tensor {name}: {count} values is not a whole number of {type_name} blocks")
         info = TensorInfo(name, ne, type_name, data_start + offset, count // block * block_bytes)
@@ -179,16 +200,29 @@ def raw_tensor_bytes(file: GGUFFile, name: str) -> np.ndarray:
 
 def _blocks(data: np.ndarray, type_name: str) -> np.ndarray:
     block_bytes = BLOCK_FORMATS[type_name][1]
-    data = np.asarray(data, dtype=np.uint8).reshape(-1)
+    if not isinstance(data, (np.ndarray, bytes, bytearray, memoryview)) or (
+            isinstance(data, np.ndarray) and data.dtype != np.uint8):
+        raise TypeError(f"data must be raw bytes (a uint8 array or bytes), got {type(data).__name__}"
+                        f"{f' of {data.dtype}' if isinstance(data, np.ndarray) else ''}")
+    data = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.reshape(-1)
     if data.size % block_bytes:
         raise ValueError(f"{data.size} bytes is not a whole number of {type_name} blocks of {block_bytes} bytes")
     return data.reshape(-1, block_bytes)
 
 
+def _finite_scales(scales: np.ndarray, field_name: str, type_name: str) -> np.ndarray:
+    """The fp16 scales (or minimums) of some blocks, refused if any is NaN or Inf (a corrupt block)."""
+    bad = ~np.isfinite(scales.reshape(-1))
+    if bad.any():
+        raise ValueError(f"{type_name} block {int(np.argmax(bad)):,} has {field_name} = {scales.reshape(-1)[bad][0]}: "
+                         f"{bad.sum():,} of {bad.size:,} blocks are corrupt (NaN or Inf)")
+    return scales
+
+
 def dequantize_q8_0(data: np.ndarray) -> np.ndarray:
     """Q8_0 block = fp16 d + 32 int8 q (34 bytes, 8.5 bits/weight): x = q * d, in float32."""
     blocks = _blocks(data, "Q8_0")
-    d = blocks[:, :2].copy().view(np.float16).astype(np.float32)  # (blocks, 1)
+    d = _finite_scales(blocks[:, :2].copy().view(np.float16), "d", "Q8_0").astype(np.float32)  # (blocks, 1)
     return (blocks[:, 2:].copy().view(np.int8).astype(np.float32) * d).reshape(-1)
 
 
@@ -200,25 +234,39 @@ def _nibbles(packed: np.ndarray) -> np.ndarray:
 def dequantize_q4_0(data: np.ndarray) -> np.ndarray:
     """Q4_0 block = fp16 d + 16 bytes of nibbles (18 bytes, 4.5 bits/weight): x = (q - 8) * d."""
     blocks = _blocks(data, "Q4_0")
-    d = blocks[:, :2].copy().view(np.float16).astype(np.float32)
+    d = _finite_scales(blocks[:, :2].copy().view(np.float16), "d", "Q4_0").astype(np.float32)
     return ((_nibbles(blocks[:, 2:]).astype(np.int8) - np.int8(8)).astype(np.float32) * d).reshape(-1)
 
 
 def dequantize_q4_1(data: np.ndarray) -> np.ndarray:
     """Q4_1 block = fp16 d + fp16 m + 16 bytes of nibbles (20 bytes, 5 bits/weight): x = q * d + m."""
     blocks = _blocks(data, "Q4_1")
-    d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32)
-    m = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)
+    d = _finite_scales(blocks[:, 0:2].copy().view(np.float16), "d", "Q4_1").astype(np.float32)
+    m = _finite_scales(blocks[:, 2:4].copy().view(np.float16), "m", "Q4_1").astype(np.float32)
     return (_nibbles(blocks[:, 4:]).astype(np.float32) * d + m).reshape(-1)
 
 
 def _check_values(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.size == 0 or x.shape[-1] % 32:
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"x must be an array of numbers (a rectangular float array), got {type(x).__name__}") from None
+    if x.ndim == 0 or x.size == 0 or x.shape[-1] % 32:
         raise ValueError(f"the last dimension must be a non-zero multiple of 32 (one block), got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("values contain NaN or Inf: a block scale cannot be chosen")
-    return x.reshape(-1, 32)
+    with np.errstate(over="ignore"):
+        return x.astype(np.float32).reshape(-1, 32)
+
+
+def _fp16_scales(d: np.ndarray, blocks: np.ndarray, type_name: str, divisor: int) -> np.ndarray:
+    """d as the fp16 a block stores, refused where it overflows: |x| up to 65504 x divisor fits."""
+    with np.errstate(over="ignore"):
+        stored = d.astype(np.float16)
+    if not np.isfinite(stored).all():
+        raise ValueError(f"values too large for {type_name}: its fp16 scale d = max|x| / {divisor} holds |x| up to "
+                         f"{65504 * divisor:,}, got max |x| = {float(np.abs(blocks).max()):.4g}")
+    return stored
 
 
 def _round_away(x: np.ndarray) -> np.ndarray:
@@ -230,10 +278,11 @@ def quantize_q8_0(x: np.ndarray) -> np.ndarray:
     """d = max|x| / 127 per block of 32, q = roundf(x / d); bytes as llama.cpp writes them."""
     blocks = _check_values(x)
     d = np.abs(blocks).max(axis=1, keepdims=True) / np.float32(127)
+    stored = _fp16_scales(d, blocks, "Q8_0", 127)
     with np.errstate(divide="ignore", invalid="ignore"):
         inverse = np.where(d == 0, np.float32(0), np.float32(1) / d)
     q = _round_away(blocks * inverse).astype(np.int8)
-    return np.concatenate([d.astype(np.float16).view(np.uint8), q.view(np.uint8)], axis=1).reshape(-1)
+    return np.concatenate([stored.view(np.uint8), q.view(np.uint8)], axis=1).reshape(-1)
 
 
 def quantize_q4_0(x: np.ndarray) -> np.ndarray:
@@ -241,11 +290,12 @@ def quantize_q4_0(x: np.ndarray) -> np.ndarray:
     blocks = _check_values(x)
     index = np.abs(blocks).argmax(axis=1)[:, None]
     d = np.take_along_axis(blocks, index, axis=1) / np.float32(-8)
+    stored = _fp16_scales(d, blocks, "Q4_0", 8)
     with np.errstate(divide="ignore", invalid="ignore"):
         inverse = np.where(d == 0, np.float32(0), np.float32(1) / d)
     q = np.trunc(blocks * inverse + np.float32(8.5)).clip(0, 15).astype(np.uint8)
     packed = q[:, :16] | (q[:, 16:] << 4)
-    return np.concatenate([d.astype(np.float16).view(np.uint8), packed], axis=1).reshape(-1)
+    return np.concatenate([stored.view(np.uint8), packed], axis=1).reshape(-1)
 
 
 def split_block(block: np.ndarray, type_name: str) -> dict[str, object]:

@@ -194,3 +194,119 @@ def test_write_gguf_rejects_unknown_types_and_missing_files(real, tmp_path):
         helper.write_gguf(real[0], tmp_path / "x.gguf", "Q4_K")
     with pytest.raises(FileNotFoundError, match="no GGUF file"):
         helper.load_gguf_model(tmp_path / "missing.gguf")
+
+
+# Hand-built headers for each way a file can lie (the real file's own fuzzing is in test_fuzz_gguf.py).
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def _gguf(kv: bytes = b"", kv_count: int = 0, tensors: list[tuple] = (), data: bytes = b"", alignment: int = 32):
+    """A GGUF v3 file: metadata entries (already encoded), tensors (name, ne, type id, offset), data."""
+    head = b"GGUF" + (3).to_bytes(4, "little") + len(tensors).to_bytes(8, "little") + kv_count.to_bytes(8, "little")
+    head += kv
+    for name, ne, type_id, offset in tensors:
+        head += _string(name) + len(ne).to_bytes(4, "little") + b"".join(n.to_bytes(8, "little") for n in ne)
+        head += type_id.to_bytes(4, "little") + offset.to_bytes(8, "little")
+    head += b"\0" * (-len(head) % alignment)
+    return head + data
+
+
+def _kv_u32(key: str, value: int) -> bytes:
+    return _string(key) + (4).to_bytes(4, "little") + value.to_bytes(4, "little")
+
+
+def test_a_hand_built_file_parses(tmp_path):
+    parsed = read_gguf(_write(tmp_path, _gguf(_kv_u32("general.alignment", 32), 1, [("w", (32,), 0, 0)],
+                                               b"\0" * 128)))
+    assert parsed.alignment == 32 and parsed.tensors[0].n_bytes == 128
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: _gguf(tensors=[("w", (2**32, 2**32), 0, 0)], data=b"\0" * 64),
+     "tensor w ends at byte 73,786,976,294,838,206,560"),  # 2^64 x 4 bytes + data start
+    (lambda: _gguf(tensors=[("w", (2**32, 2**32, 2**32, 2**32), 0, 0)], data=b"\0" * 64), "file truncated: tensor w"),
+    (lambda: _gguf(_kv_u32("general.alignment", 0), 1), r"general.alignment must be a power of two .* got 0"),
+    (lambda: _gguf(_kv_u32("general.alignment", 3), 1), "general.alignment must be a power of two .* got 3"),
+    (lambda: _gguf(_kv_u32("general.alignment", 2**31), 1), "general.alignment must be a power of two"),
+    (lambda: _gguf(_string("general.alignment") + (8).to_bytes(4, "little") + _string("abc"), 1),
+     "general.alignment must be a power of two .* got 'abc'"),
+    (lambda: _gguf(_string("k") + (9).to_bytes(4, "little")  # an array of an array of ... 5000 deep (60 kB)
+                   + b"".join((9).to_bytes(4, "little") + (1).to_bytes(8, "little") for _ in range(5000)), 1),
+     "arrays nested more than 8 deep"),
+    (lambda: _gguf(_string("k") + (9).to_bytes(4, "little") + (77).to_bytes(4, "little") + (1).to_bytes(8, "little"),
+                   1), "unknown array item type 77"),
+    (lambda: _gguf(_string("k") + (9).to_bytes(4, "little") + (12).to_bytes(4, "little")
+                   + (1000).to_bytes(8, "little") + b"\0" * 100, 1), "array of 1,000 items .* cannot fit"),
+    (lambda: _gguf(_kv_u32("a", 1) + _kv_u32("a", 2), 2), "metadata key 'a' appears twice"),
+    (lambda: _gguf(tensors=[("w", (32,), 0, 0), ("w", (32,), 0, 128)], data=b"\0" * 256),
+     "tensor name 'w' appears twice"),
+    (lambda: _gguf(tensors=[("w", (32,), 0, 4)], data=b"\0" * 256), "offset 4 is not a multiple of the alignment 32"),
+    (lambda: _gguf(tensors=[("w", (1, 2, 3, 4, 5), 0, 0)]), "claims 5 dimensions"),
+    (lambda: _gguf(tensors=[("w", (32,), 99, 0)], data=b"\0" * 64), "unsupported type type 99"),
+    (lambda: _gguf(tensors=[("w", (31,), 8, 0)], data=b"\0" * 64), "not a whole number of Q8_0 blocks"),
+], ids=["wrapping-count", "wrapping-4d", "alignment-0", "alignment-3", "alignment-huge", "alignment-string",
+        "deep-arrays", "array-item-type", "array-too-long", "duplicate-key", "duplicate-tensor", "misaligned",
+        "five-dims", "unknown-type", "partial-block"])
+def test_lying_headers_are_format_errors(tmp_path, build, message):
+    with pytest.raises(GGUFFormatError, match=message):
+        read_gguf(_write(tmp_path, build()))
+
+
+def test_read_gguf_path_must_be_a_path():
+    with pytest.raises(TypeError, match="path must be a str or Path, got int"):
+        read_gguf(3)
+
+
+def _block(d: float, type_name: str) -> np.ndarray:
+    block = np.zeros(BLOCK_FORMATS[type_name][1], dtype=np.uint8)
+    block[:2] = np.array([d], dtype=np.float16).view(np.uint8)
+    return block
+
+
+@pytest.mark.parametrize("type_name, dequantize", [("Q8_0", dequantize_q8_0), ("Q4_0", dequantize_q4_0),
+                                                   ("Q4_1", dequantize_q4_1)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_corrupt_block_scales_are_refused(type_name, dequantize, bad):
+    data = np.concatenate([_block(1.0, type_name), _block(bad, type_name)])
+    with pytest.raises(ValueError, match=f"{type_name} block 1 has d = .*1 of 2 blocks are corrupt"):
+        dequantize(data)
+
+
+def test_corrupt_q4_1_minimum_is_refused():
+    block = _block(1.0, "Q4_1")
+    block[2:4] = np.array([np.nan], dtype=np.float16).view(np.uint8)
+    with pytest.raises(ValueError, match="Q4_1 block 0 has m = nan"):
+        dequantize_q4_1(block)
+
+
+@pytest.mark.parametrize("quantize, limit", [(quantize_q8_0, "8,319,008"), (quantize_q4_0, "524,032")],
+                         ids=["q8_0", "q4_0"])
+def test_values_beyond_the_fp16_scale_are_refused(quantize, limit):
+    x = np.ones(32, dtype=np.float32)
+    x[3] = 1e7 if limit == "8,319,008" else 6e5
+    with pytest.raises(ValueError, match=f"values too large .* holds \\|x\\| up to {limit}"):
+        quantize(x)
+    with pytest.raises(ValueError, match="values too large"):
+        quantize(np.full(32, 1e300))  # float64 values beyond float32 too
+    x[3] = 8e6 if limit == "8,319,008" else 5e5  # just inside: a finite scale
+    assert np.isfinite(np.asarray(quantize(x)[:2]).view(np.float16)).all()
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    ("abc", TypeError, "x must be an array of numbers"),
+    ([[1.0] * 32, [1.0] * 31], TypeError, "x must be an array of numbers"),
+    (np.float32(1.0), ValueError, "non-zero multiple of 32"),
+], ids=["string", "ragged", "scalar"])
+def test_quantizers_refuse_non_arrays(bad, error, message):
+    with pytest.raises(error, match=message):
+        quantize_q8_0(bad)
+
+
+def test_dequantizers_take_bytes_only():
+    assert dequantize_q8_0(bytes(_block(1.0, "Q8_0"))).shape == (32,)
+    with pytest.raises(TypeError, match="data must be raw bytes .* of float32"):
+        dequantize_q8_0(np.zeros(34, dtype=np.float32))
+    with pytest.raises(TypeError, match="data must be raw bytes .* got list"):
+        dequantize_q4_0([0] * 18)
