@@ -29,13 +29,13 @@ def _mse_search(rows: torch.Tensor, scheme: QuantScheme, steps: int) -> tuple[to
     if scheme.symmetric:
         absmax = torch.maximum(rmin.abs(), rmax.abs())
         rmin, rmax = -absmax, absmax
-    best_error = torch.full_like(rmin, float("inf"))
+    best_error = torch.full(rmin.shape, float("inf"), dtype=torch.float64)  # float64: squares of 1e30 overflow float32
     best_min, best_max = rmin.clone(), rmax.clone()
     for ratio in torch.linspace(1 / steps, 1.0, steps).tolist():
         low, high = rmin * ratio, rmax * ratio
         scale, zero_point = choose_qparams(rows, _as_rows_scheme(scheme), clip=(low, high))
         x_hat = dequantize(quantize(rows, scale, zero_point, scheme.qmin, scheme.qmax), scale, zero_point)
-        error = (x_hat - rows).pow(2).mean(dim=1, keepdim=True)
+        error = (x_hat.double() - rows.double()).pow(2).mean(dim=1, keepdim=True)
         better = error < best_error
         best_error = torch.where(better, error, best_error)
         best_min, best_max = torch.where(better, low, best_min), torch.where(better, high, best_max)

@@ -284,11 +284,14 @@ def fake_quantize(x: torch.Tensor, scheme: QuantScheme,
 
 
 def quantization_error(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]:
-    """MSE, max |error| and SQNR = 10 log10(mean x^2 / MSE) in dB (inf when exact)."""
+    """MSE, max |error| and SQNR = 10 log10(mean x^2 / MSE) in dB (inf when exact), computed in float64.
+
+    float64 because squares of float32 values overflow: x near 1e30 would give MSE inf and SQNR nan.
+    """
     if x.shape != x_hat.shape:
         raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(x_hat.shape)}")
-    error = x_hat.float() - x.float()
+    error = x_hat.double() - x.double()
     mse = error.pow(2).mean().item()
-    signal = x.float().pow(2).mean().item()
+    signal = x.double().pow(2).mean().item()
     sqnr = math.inf if mse == 0 else 10 * math.log10(signal / mse) if signal > 0 else -math.inf
     return {"mse": mse, "max_abs": error.abs().max().item(), "sqnr_db": sqnr}

@@ -11,7 +11,7 @@ import torch
 
 from .dtypes import FLOAT_LAYOUTS, decompose, describe_value, dtype_name, from_bits, resolve_dtype
 from .calibration import calibrate_range
-from .linear_quant import QuantScheme, quantization_error, quantize_tensor
+from .linear_quant import QuantScheme, quantization_error, quantize_tensor, to_rows
 from .plots import FIELD_COLOURS
 
 __all__ = ["bit_explorer", "quantization_playground", "playground_report"]
@@ -62,36 +62,94 @@ def bit_explorer(value: float = 1 / 3, dtype: str = "float16") -> widgets.VBox:
                     picture=lambda: _bit_layout_png(value_box.value, dtype_box.value))
 
 
+PLAYGROUND_PERCENTILES = (90.0, 99.0, 99.9, 99.99)
+
+
+def _percentile_is_max(row_size: int, percentile: float) -> bool:
+    """True when calibrate_range's percentile of a row of row_size values is its max (and min): nothing clipped."""
+    return round(percentile / 100 * row_size) >= row_size and round((100 - percentile) / 100 * row_size) <= 1
+
+
 def playground_report(x: torch.Tensor, bits: int, symmetric: bool, granularity: str, group_size: int,
-                      method: str) -> tuple[torch.Tensor, str]:
-    """(dequantized x, one-line error report) for the playground's settings (pure: the widget calls it)."""
+                      method: str, percentile: float = 99.99) -> tuple[torch.Tensor, str]:
+    """(dequantized x, error report) for the playground's settings (pure: the widget calls it).
+
+    The report's first line names the settings and gives MSE, max |error| and SQNR (float64); a second line
+    says how many values the range clips, and when percentile clipping is the same as min-max for this row size.
+    """
     scheme = QuantScheme(bits=bits, symmetric=symmetric, signed=True, granularity=granularity, axis=0,
                          group_size=group_size if granularity == "per_group" else None)
-    clip = calibrate_range(x, scheme, method)
+    clip = calibrate_range(x, scheme, method, percentile=percentile)
     x_hat = quantize_tensor(x, scheme, clip).dequantize()
     error = quantization_error(x, x_hat)
-    return x_hat, (f"{bits}-bit {'symmetric' if symmetric else 'asymmetric'} {granularity}"
-                   f"{f' (g={group_size})' if granularity == 'per_group' else ''}, {method}: "
-                   f"MSE {error['mse']:.3e}, max |error| {error['max_abs']:.3e}, SQNR {error['sqnr_db']:.1f} dB")
+    method_name = f"percentile {percentile:g}" if method == "percentile" else method
+    text = (f"{bits}-bit {'symmetric' if symmetric else 'asymmetric'} {granularity}"
+            f"{f' (g={group_size})' if granularity == 'per_group' else ''}, {method_name}: "
+            f"MSE {error['mse']:.3e}, max |error| {error['max_abs']:.3e}, SQNR {error['sqnr_db']:.1f} dB")
+    if method == "minmax":
+        return x_hat, text
+    rows = to_rows(x.detach().double(), scheme)  # (rows, row_size): one range per row
+    low, high = clip[0].double(), clip[1].double()
+    if symmetric:
+        high = torch.maximum(low.abs(), high.abs())
+        low = -high
+    clipped = int(((rows < low) | (rows > high)).sum())
+    text += f"\n{method_name} clips {clipped:,} of {rows.numel():,} values ({100 * clipped / rows.numel():.2f} %)"
+    if method == "percentile" and _percentile_is_max(rows.shape[1], percentile):
+        unit = {"per_tensor": "in the tensor", "per_channel": "per channel", "per_group": "per group"}[granularity]
+        text += (f": with {rows.shape[1]:,} values {unit}, the {percentile:g}th percentile is the max, "
+                 f"so this is min-max; pick a lower percentile")
+    return x_hat, text
+
+
+def _message_png(message: str) -> bytes:
+    """A small PNG that shows message: the playground's picture when the settings cannot be quantized."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 1.2), dpi=100)
+    figure.text(0.02, 0.5, message, color="#b00000", fontsize=10, va="center", wrap=True)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
 
 
 def quantization_playground(x: torch.Tensor) -> widgets.VBox:
-    """Bits, symmetric/asymmetric, granularity and calibration on a 2-D tensor: live histogram and error numbers."""
+    """Bits, symmetric/asymmetric, granularity and calibration on a 2-D tensor: live histogram and error numbers.
+
+    Controls that do nothing in the current setting are greyed out (group size unless per_group, the
+    percentile unless the range is percentile); the slider updates on release. A setting that cannot be
+    quantized (a group size that does not divide the rows) shows its error in the widget's own report.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2 or x.numel() == 0:
+        raise ValueError(f"x must be a non-empty 2-D floating-point tensor, got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     controls = {
-        "bits": widgets.IntSlider(value=4, min=2, max=8, description="bits"),
+        "bits": widgets.IntSlider(value=4, min=2, max=8, description="bits", continuous_update=False),
         "symmetric": widgets.Checkbox(value=True, description="symmetric"),
         "granularity": widgets.Dropdown(options=["per_tensor", "per_channel", "per_group"], value="per_channel",
                                         description="granularity"),
-        "group_size": widgets.Dropdown(options=[16, 32, 64, 128], value=32, description="group size"),
+        "group_size": widgets.Dropdown(options=[16, 32, 64, 128], value=32, description="group size",
+                                       disabled=True),
         "method": widgets.Dropdown(options=["minmax", "percentile", "mse"], value="minmax", description="range"),
+        "percentile": widgets.Dropdown(options=list(PLAYGROUND_PERCENTILES), value=99.99, description="percentile",
+                                       disabled=True),
     }
     report = widgets.HTML()
     picture = widgets.Image(format="png")
 
+    def grey_out(change=None) -> None:
+        controls["group_size"].disabled = controls["granularity"].value != "per_group"
+        controls["percentile"].disabled = controls["method"].value != "percentile"
+
     def draw(change=None) -> None:
         # Render to PNG bytes inside the widget: no display messages, so the stored notebook and a
         # re-run under nbval see the same cell output.
-        x_hat, text = playground_report(x, **{name: control.value for name, control in controls.items()})
+        try:
+            x_hat, text = playground_report(x, **{name: control.value for name, control in controls.items()})
+        except (ValueError, TypeError) as error:  # shown in the widget: a callback's exception is silent in a browser
+            report.value = f"<b style='color:#b00000'>Cannot quantize with these settings: {error}</b>"
+            picture.value = _message_png(f"Cannot quantize with these settings:\n{error}")
+            return
         fig, axes = plt.subplots(1, 2, figsize=(9, 2.8), layout="constrained")
         axes[0].hist(x.flatten().numpy(), bins=120, color="0.7", label="original")
         axes[0].hist(x_hat.flatten().numpy(), bins=120, histtype="step", color="#d62728", label="dequantized")
@@ -104,10 +162,13 @@ def quantization_playground(x: torch.Tensor) -> widgets.VBox:
         fig.savefig(buffer, format="png")
         plt.close(fig)
         picture.value = buffer.getvalue()
-        report.value = f"<b>{text}</b>"
+        report.value = "<b>" + text.replace("\n", "</b><br>") + ("" if "\n" in text else "</b>")
 
+    controls["granularity"].observe(grey_out, names="value")  # registered first: grey out, then draw
+    controls["method"].observe(grey_out, names="value")
     for control in controls.values():
         control.observe(draw, names="value")
+    grey_out()
     draw()
     return Explorer([widgets.HBox(list(controls.values())[:3]), widgets.HBox(list(controls.values())[3:]),
                      report, picture],

@@ -79,3 +79,13 @@ def test_bad_input(call, message):
 def test_huge_or_odd_arguments_fail_fast(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_mse_search_works_for_huge_values():
+    """The search compares squared errors in float64: near 1e30 float32 squares overflow to inf for every ratio."""
+    x = torch.randn(8, 256, generator=torch.Generator().manual_seed(1)) * 1e30
+    scheme = QuantScheme(bits=4, granularity="per_channel")
+    searched = helper.quantize_tensor(x, scheme, helper.calibrate_range(x, scheme, "mse")).dequantize()
+    minmax = helper.quantize_tensor(x, scheme).dequantize()
+    searched_error = helper.quantization_error(x, searched)["mse"]
+    assert searched_error < helper.quantization_error(x, minmax)["mse"] < float("inf")

@@ -95,3 +95,87 @@ def test_playground_stores_its_report_and_picture_for_readers_without_widgets():
 
 def test_report_html_becomes_plain_text():
     assert helper.widgets._html_to_text("<b>a &lt; b</b><br>c<pre>d\ne</pre>") == "a < b\ncd\ne"
+
+def _playground(x=None):
+    import torch
+
+    x = torch.randn(8, 64, generator=torch.Generator().manual_seed(0)) if x is None else x
+    widget = helper.quantization_playground(x)
+    (bits, symmetric, granularity), (group_size, method, percentile) = (widget.children[0].children,
+                                                                        widget.children[1].children)
+    controls = dict(bits=bits, symmetric=symmetric, granularity=granularity, group_size=group_size, method=method,
+                    percentile=percentile)
+    return widget, controls, widget.children[2], widget.children[3]
+
+
+def test_playground_slider_updates_on_release_and_idle_controls_are_greyed_out():
+    _, controls, _, _ = _playground()
+    assert controls["bits"].continuous_update is False  # dragging 3 -> 8 does not replay every value
+    assert all(getattr(c, "continuous_update", False) is False for c in controls.values())
+    assert controls["group_size"].disabled and controls["percentile"].disabled
+    controls["granularity"].value = "per_group"
+    assert not controls["group_size"].disabled
+    controls["method"].value = "percentile"
+    assert not controls["percentile"].disabled
+    controls["granularity"].value = "per_tensor"
+    controls["method"].value = "mse"
+    assert controls["group_size"].disabled and controls["percentile"].disabled
+
+
+def test_playground_percentile_says_when_it_is_min_max_and_clips_when_lower():
+    import torch
+
+    x = torch.randn(16, 1536, generator=torch.Generator().manual_seed(0))
+    minmax_hat, _ = helper.playground_report(x, 4, True, "per_channel", 32, "minmax")
+    same_hat, same = helper.playground_report(x, 4, True, "per_channel", 32, "percentile", 99.99)
+    assert torch.equal(minmax_hat, same_hat)  # 1,536 values per row: the 99.99th percentile is the max ...
+    assert "clips 0 of 24,576" in same and "1,536 values per channel" in same and "this is min-max" in same
+    lower_hat, lower = helper.playground_report(x, 4, True, "per_channel", 32, "percentile", 99.0)
+    assert not torch.equal(minmax_hat, lower_hat) and "min-max" not in lower and "clips 419 of 24,576" in lower
+    _, group = helper.playground_report(x, 4, True, "per_group", 32, "percentile", 99.0)
+    assert "32 values per group" in group  # per group of 32, even the 99th percentile is the max
+    _, tensor = helper.playground_report(x, 4, True, "per_tensor", 32, "percentile", 99.99)
+    assert "this is min-max" not in tensor and "clips 2 of 24,576" in tensor
+    _, controls, report, _ = _playground(x)
+    controls["method"].value = "percentile"
+    assert "this is min-max" in report.value
+    controls["percentile"].value = 99.0
+    assert "percentile 99:" in report.value and "this is min-max" not in report.value
+
+
+def test_playground_shows_a_bad_group_size_in_its_own_report():
+    import torch
+
+    x = torch.randn(4, 48, generator=torch.Generator().manual_seed(0))
+    widget, controls, report, picture = _playground(x)
+    controls["granularity"].value = "per_group"  # group size 32 does not divide 48: no exception escapes
+    assert "Cannot quantize with these settings: group_size 32 does not divide the last dimension 48" in report.value
+    assert bytes(picture.value).startswith(b"\x89PNG")
+    assert "group_size 32 does not divide" in _bundle(widget)["text/plain"]
+    controls["group_size"].value = 16
+    assert "Cannot" not in report.value and "(g=16)" in report.value
+
+
+def test_playground_metrics_are_finite_for_huge_values():
+    import math
+
+    import torch
+
+    x = torch.randn(8, 64, generator=torch.Generator().manual_seed(0)) * 1e30
+    for method in ("minmax", "percentile", "mse"):
+        x_hat, text = helper.playground_report(x, 4, True, "per_channel", 32, method)
+        assert "inf" not in text and "nan" not in text
+        error = helper.quantization_error(x, x_hat)  # float64: squares of 1e30 do not overflow
+        assert math.isfinite(error["mse"]) and 15 < error["sqnr_db"] < 25
+    _, mse = helper.playground_report(x, 4, True, "per_channel", 32, "mse")
+    _, minmax = helper.playground_report(x, 4, True, "per_channel", 32, "minmax")
+    assert mse.splitlines()[0].split(": ")[1] != minmax.split(": ")[1]  # the MSE search still searches
+
+
+def test_playground_refuses_what_it_cannot_show():
+    import pytest
+    import torch
+
+    for bad in (torch.randn(5), torch.zeros(2, 3, dtype=torch.int64), [[1.0]]):
+        with pytest.raises(ValueError, match="x must be a non-empty 2-D floating-point tensor"):
+            helper.quantization_playground(bad)
