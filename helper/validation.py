@@ -72,9 +72,12 @@ def check_real(value: object, name: str, low: float | None = None, high: float |
     too_low = low is not None and (number <= low if low_open else number < low)
     too_high = high is not None and (number >= high if high_open else number > high)
     if too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        bounds = f"in {left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        if low is not None and high is not None:
+            bounds = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        elif low is not None:
+            bounds = f"{'>' if low_open else '>='} {low}"
+        else:
+            bounds = f"{'<' if high_open else '<='} {high}"
         raise ValueError(f"{name} must be {bounds}, got {number}")
     return number
 

@@ -78,10 +78,31 @@ def test_mse_calibrated_int4_reaches_the_theoretical_best():
 
 @pytest.mark.parametrize("call, message", [
     (lambda: helper.uniform_noise_power(0), "scale must be > 0"),
-    (lambda: helper.sqnr_full_scale_uniform_db(0), "bits must be >= 1"),
-    (lambda: helper.lloyd_max_gaussian(1), "n_levels must be >= 2"),
-    (lambda: helper.gaussian_mse(torch.tensor([])), "at least one level"),
+    (lambda: helper.sqnr_full_scale_uniform_db(0), r"bits must be an integer in \[1, 1,024\]"),
+    (lambda: helper.lloyd_max_gaussian(1), r"n_levels must be an integer in \[2, 4,096\]"),
+    (lambda: helper.gaussian_mse(torch.tensor([])), "levels must hold 1 to 4,096 values"),
 ])
 def test_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: helper.sqnr_full_scale_uniform_db(10**12), r"bits must be an integer in \[1, 1,024\], got 1,000,000,000,000"),
+    (lambda: helper.sqnr_full_scale_sine_db(2.5), "bits must be an integer"),
+    (lambda: helper.lloyd_max_gaussian(10**9), r"n_levels must be an integer in \[2, 4,096\]"),
+    (lambda: helper.lloyd_max_gaussian(16, tolerance=float("nan")), "tolerance must be a finite number"),
+    (lambda: helper.lloyd_max_gaussian(16, max_iterations=10**12), "max_iterations must be an integer"),
+    (lambda: helper.uniform_noise_power(float("nan")), "scale must be a finite number"),
+    (lambda: helper.uniform_noise_power("0.1"), "scale must be a number"),
+    (lambda: helper.gaussian_mse(torch.tensor([0.0, float("nan")])), "levels contains NaN or Inf"),
+    (lambda: helper.gaussian_mse(["a", "b"]), "levels must be a tensor or list of numbers"),
+    (lambda: helper.gaussian_mse(torch.zeros(5000)), "levels must hold 1 to 4,096 values, got 5,000"),
+    (lambda: helper.best_step_gaussian_mse(torch.tensor([float("inf")])), "codes contains NaN or Inf"),
+    (lambda: helper.best_step_gaussian_mse(torch.arange(-8.0, 8.0), low=0), "low must be > 0"),
+    (lambda: helper.best_step_gaussian_mse(torch.arange(-8.0, 8.0), low=1.0, high=0.5), "high must be > 1.0"),
+], ids=["huge-bits", "float-bits", "huge-levels", "nan-tolerance", "huge-iterations", "nan-scale", "string-scale",
+        "nan-levels", "string-levels", "too-many-levels", "inf-codes", "low-zero", "high-below-low"])
+def test_huge_and_non_finite_arguments_fail_fast(call, message):
     with pytest.raises(ValueError, match=message):
         call()

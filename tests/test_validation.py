@@ -75,6 +75,10 @@ def test_check_real_refuses(value, message):
 
 
 def test_check_real_open_ends_and_infinity_when_allowed():
+    with pytest.raises(ValueError, match=r"x must be < 1, got 1.0"):
+        check_real(1, "x", high=1, high_open=True)
+    with pytest.raises(ValueError, match=r"x must be >= 2, got 1.0"):
+        check_real(1, "x", low=2)
     with pytest.raises(ValueError, match=r"x must be in \(0, 1\)"):
         check_real(0, "x", 0, 1, low_open=True, high_open=True)
     assert check_real(math.inf, "threshold", 0, finite=False) == math.inf
@@ -84,7 +88,7 @@ def test_check_real_open_ends_and_infinity_when_allowed():
 
 def test_positive_probability_percentile():
     assert check_positive(1e-9, "scale") == 1e-9
-    with pytest.raises(ValueError, match=r"scale must be in \(0.0, inf\], got 0.0"):
+    with pytest.raises(ValueError, match=r"scale must be > 0.0, got 0.0"):
         check_positive(0.0, "scale")
     with pytest.raises(ValueError, match="scale must be a finite number"):
         check_positive(math.inf, "scale")
