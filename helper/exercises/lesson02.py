@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from typing import Any, Callable
 
 import torch
@@ -32,6 +33,9 @@ def _t5_bf16_footprint(answer: Any) -> Feedback:
         return Feedback(False, "that is the fp32 footprint; bf16 has 2 bytes per parameter.")
     if answer == params * 16:
         return Feedback(False, "that counts bits; divide by 8.")
+    for unit, size in (("MB", 1e6), ("GB", 1e9), ("MiB", 2**20), ("GiB", 2**30)):
+        if math.isclose(answer, expected / size, rel_tol=5e-3):
+            return Feedback(False, f"that is the footprint in {unit}; the question asks for bytes.")
     return Feedback(False, f"{answer:,} is off by {answer - expected:+,} bytes. Footprint = parameters x bytes "
                            "per parameter (+ buffers, which T5 does not have).")
 
@@ -46,6 +50,9 @@ def _dummy_layer_most_changed(answer: Any) -> Feedback:
     expected = max(layers, key=layers.get)
     if not isinstance(answer, str):
         return Feedback(False, f"give a layer name as a string, one of {sorted(layers)}.")
+    answer = answer.strip()
+    if answer in differences:  # a parameter name ("linear_1.bias"): judge the layer that holds it
+        answer = answer.rsplit(".", 1)[0]
     if answer == expected:
         return Feedback(True, f"{expected} changes most (max |difference| {layers[expected]:.2e}); bf16 rounds "
                               "each value to 8 significant bits, so every weight moves by up to 0.4 % of itself.")
