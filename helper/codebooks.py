@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from .validation import InputTypeError, check_bool, check_float_tensor, check_int_in_range, check_tensor
+
 __all__ = ["fp4_e2m1_codebook", "bnb_fp4_codebook", "nf4_codebook", "int4_codebook", "bin_edges", "bin_counts",
            "quantize_blockwise", "dequantize_blockwise", "double_quantize", "dequantize_double",
            "codebook_bits_per_parameter", "fake_quantize_codebook", "codebook_mse", "nf4_expected_mse", "codebook_quantize_model",
@@ -66,6 +68,7 @@ def int4_codebook() -> torch.Tensor:
 
 
 def _check_codebook(codebook: torch.Tensor) -> torch.Tensor:
+    check_float_tensor(codebook, "codebook")
     if codebook.dim() != 1 or not 2 <= codebook.numel() <= 256:
         raise ValueError(f"a codebook is a 1-D tensor of 2 to 256 levels, got shape {tuple(codebook.shape)}")
     return codebook.float()
@@ -80,17 +83,14 @@ def bin_edges(codebook: torch.Tensor) -> torch.Tensor:
 def bin_counts(x_normalized: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """How many values round to each distinct level (levels sorted ascending); sums to x.numel()."""
     levels = _check_codebook(codebook).unique()
+    check_float_tensor(x_normalized, "x_normalized", allow_empty=True)  # a NaN would land in the top bin
     index = torch.bucketize(x_normalized.flatten().float(), bin_edges(levels))
     return torch.bincount(index, minlength=levels.numel())
 
 
 def _blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise ValueError("x must be a floating-point tensor")
-    if x.numel() == 0:
-        raise ValueError("x is empty: there is no block to quantize")
-    if not torch.isfinite(x).all():
-        raise ValueError("x contains NaN or Inf: an absmax scale cannot be chosen")
+    check_float_tensor(x, "x")
+    block_size = check_int_in_range(block_size, "block_size", 1)
     if block_size < 1 or x.numel() % block_size:
         raise ValueError(f"block_size {block_size} does not divide the number of values {x.numel()}")
     return x.detach().float().reshape(-1, block_size)  # (blocks, block_size)
@@ -114,6 +114,16 @@ def dequantize_blockwise(codes: torch.Tensor, absmax: torch.Tensor, codebook: to
                          shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
     """x_hat = codebook[code] * absmax of its block, in the original shape (float32)."""
     codebook = _check_codebook(codebook)
+    check_tensor(codes, "codes")
+    check_float_tensor(absmax, "absmax")
+    if codes.is_floating_point() or codes.dtype == torch.bool:
+        raise InputTypeError(f"codes must be integer indices into the codebook, got {codes.dtype}")
+    if int(codes.min()) < 0 or int(codes.max()) >= codebook.numel():
+        raise ValueError(f"codes must index the codebook's {codebook.numel()} levels (0..{codebook.numel() - 1}), "
+                         f"got {int(codes.min())}..{int(codes.max())}")
+    if not isinstance(shape, (tuple, list, torch.Size)) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise InputTypeError(f"shape must be a tuple of non-negative ints, got {shape!r:.60}")
     if codes.numel() != math.prod(shape) or codes.numel() % absmax.numel():
         raise ValueError(f"{codes.numel()} codes and {absmax.numel()} blocks do not make shape {tuple(shape)}")
     values = codebook[codes.long()].reshape(absmax.numel(), -1) * absmax.float().unsqueeze(1)
@@ -132,6 +142,8 @@ def double_quantize(absmax: torch.Tensor, block_size: int = 256) -> tuple[torch.
 
     Returns (codes uint8 into the dynamic map, one fp32 absmax per block of 256 constants, the fp32 offset).
     """
+    check_float_tensor(absmax, "absmax")
+    block_size = check_int_in_range(block_size, "block_size", 1)
     offset = absmax.float().mean()
     centred = absmax.float() - offset
     padded = torch.cat([centred, centred.new_zeros((-centred.numel()) % block_size)])
@@ -152,9 +164,11 @@ def codebook_bits_per_parameter(code_bits: int = 4, block_size: int = 64, double
 
     NF4, blocks of 64: 4.5 bits; with double quantization 4 + 8/64 + 32/16384 = 4.127 bits.
     """
+    for name, value in (("code_bits", code_bits), ("block_size", block_size), ("dq_block_size", dq_block_size)):
+        check_int_in_range(value, name)
     if code_bits < 1 or block_size < 1 or dq_block_size < 1:
         raise ValueError("code_bits, block_size and dq_block_size must be positive")
-    if double_quant:
+    if check_bool(double_quant, "double_quant"):
         return code_bits + 8 / block_size + 32 / (block_size * dq_block_size)
     return code_bits + 32 / block_size
 
@@ -180,7 +194,9 @@ def nf4_expected_mse(codebook: torch.Tensor, block_size: int = 64, grid: int = 4
     truncated to [-M, M] and round to codebook * M; the max itself is exact (it maps to ±1).
     """
     levels = _check_codebook(codebook).double().unique()
-    n = block_size
+    # The grid of absmax values [0.5, 7] covers the absmax of n >= 16 Gaussians; the loop is one step per point.
+    n = check_int_in_range(block_size, "block_size", 16, 1 << 20)
+    grid = check_int_in_range(grid, "grid", 2, 100_000)
     m = torch.linspace(0.5, 7.0, grid, dtype=torch.float64)  # P(M < 0.5) and P(M > 7) are negligible for n >= 16
     phi = torch.exp(-m**2 / 2) / math.sqrt(2 * math.pi)
     Phi = torch.special.ndtr(m)
@@ -209,6 +225,9 @@ def codebook_quantize_model(model: torch.nn.Module, codebook: torch.Tensor, bloc
 
 def code_entropy_bits(counts: torch.Tensor) -> float:
     """Entropy of the code histogram in bits: 4.0 means all 16 codes are used equally often."""
+    check_tensor(counts, "counts")
+    if counts.is_complex() or (counts < 0).any() or not torch.isfinite(counts.double()).all() or counts.sum() <= 0:
+        raise ValueError("counts must be finite, non-negative code counts with a positive sum")
     p = counts.double() / counts.sum()
     p = p[p > 0]
     return float(-(p * p.log2()).sum())

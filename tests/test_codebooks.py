@@ -131,3 +131,39 @@ def test_model_swap_and_entropy():
     assert torch.equal(model.lm_head.weight, before)
     assert torch.equal(model[0].weight, fake_quantize_codebook(first, nf4_codebook()))
     assert code_entropy_bits(torch.ones(16)) == 4.0 and code_entropy_bits(torch.tensor([5, 0, 0])) == 0.0
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: bin_counts(torch.tensor([0.1, float("nan")]), nf4_codebook()), "x_normalized contains NaN or Inf"),
+    (lambda: bin_counts([0.1], nf4_codebook()), "x_normalized must be a torch.Tensor"),
+    (lambda: bin_counts(torch.zeros(3), torch.tensor([0.0, float("nan")])), "codebook contains NaN or Inf"),
+    (lambda: bin_counts(torch.zeros(3), [0.0, 1.0]), "codebook must be a torch.Tensor"),
+    (lambda: nf4_expected_mse(torch.tensor([0.0, float("inf")])), "codebook contains NaN or Inf"),
+    (lambda: nf4_expected_mse(nf4_codebook(), block_size=0), r"block_size must be an integer in \[16, "),
+    (lambda: nf4_expected_mse(nf4_codebook(), block_size=1), r"block_size must be an integer in \[16, "),
+    (lambda: nf4_expected_mse(nf4_codebook(), grid=10**9), r"grid must be an integer in \[2, 100,000\]"),
+    (lambda: quantize_blockwise(torch.ones(64), nf4_codebook(), block_size=6.4), "block_size must be an integer"),
+    (lambda: dequantize_blockwise(torch.tensor([16], dtype=torch.uint8), torch.ones(1), nf4_codebook(), (1,)),
+     r"codes must index the codebook's 16 levels \(0..15\), got 16..16"),
+    (lambda: dequantize_blockwise(torch.tensor([0.5]), torch.ones(1), nf4_codebook(), (1,)),
+     "codes must be integer indices"),
+    (lambda: dequantize_blockwise(torch.tensor([1]), torch.tensor([float("nan")]), nf4_codebook(), (1,)),
+     "absmax contains NaN or Inf"),
+    (lambda: dequantize_blockwise(torch.tensor([1]), torch.ones(1), nf4_codebook(), "64"), "shape must be a tuple"),
+    (lambda: double_quantize(torch.tensor([1.0, float("nan")])), "absmax contains NaN or Inf"),
+    (lambda: codebook_bits_per_parameter(4, 64.5), "block_size must be an integer"),
+    (lambda: codebook_bits_per_parameter(4, 64, double_quant="False"), "double_quant must be True or False"),
+], ids=["nan-values", "list-values", "nan-codebook", "list-codebook", "inf-codebook-mse", "block-zero", "block-one",
+        "huge-grid", "float-block", "code-out-of-range", "float-codes", "nan-absmax", "string-shape", "dq-nan",
+        "float-block-bits", "string-double-quant"])
+def test_odd_inputs_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_code_entropy_of_no_counts_is_an_error():
+    from helper.codebooks import code_entropy_bits
+
+    for counts in (torch.zeros(16), torch.tensor([3, -1]), torch.tensor([1.0, float("nan")])):
+        with pytest.raises(ValueError, match="counts must be finite, non-negative code counts with a positive sum"):
+            code_entropy_bits(counts)
