@@ -1,7 +1,8 @@
 """Quantization Fundamentals: the tested code behind the lessons. Import names from here."""
 
-from .awq import (LLAMA_SCALE_GROUPS, AWQConfig, ScaleGroup, activation_scale, apply_scale, awq_quantize_blocks,
-                  awq_quantize_model, awq_scales, rtn_weight, search_scale)
+from .awq import (AWQ_SEARCHES, LLAMA_SCALE_GROUPS, AWQConfig, ScaleGroup, activation_scale, apply_clip, apply_scale,
+                  awq_quantize_blocks, awq_quantize_model, awq_scales, clip_search, rtn_weight, search_block_scale,
+                  search_scale)
 from .calibration import CALIBRATION_METHODS, RangeObserver, calibrate_range, capture_inputs
 from .codebooks import (bin_counts, bin_edges, bnb_fp4_codebook, codebook_bits_per_parameter, code_entropy_bits, codebook_mse,
                         codebook_quantize_model, dequantize_blockwise, dequantize_double, double_quantize,
@@ -11,15 +12,16 @@ from .dtypes import (FLOAT_LAYOUTS, INT_BITS, Decomposition, FloatLayout, all_fi
                      describe_value, dtype_name, exact_decimal, format_table, format_table_text, from_bits,
                      neighbours, resolve_dtype, stored_value, to_bits)
 from .evaluate import (linear_weight_bits, logit_error, mean_cosine, next_token_agreement, perplexity, reference_text,
-                       token_windows, weight_differences)
+                       stdlib_docstring_text, token_windows, weight_differences)
 from .exercises import EXERCISES, Feedback, check, evaluate
 from .format_plots import (LLAMA_CPP_7B_TRADEOFFS, plot_code_usage, plot_codebook_bins, plot_gguf_tradeoffs,
                            plot_q4_1_block)
 from .gguf_io import (BLOCK_FORMATS, GGUFFile, GGUFFormatError, TensorInfo, dequantize_q4_0, dequantize_q4_1,
                       dequantize_q8_0, k_quant_bits_per_weight, load_tensor, quantize_q4_0, quantize_q8_0,
                       raw_tensor_bytes, read_gguf, split_block, write_gguf)
-from .gptq import (GPTQConfig, GPTQResult, HessianAccumulator, gptq_pack, gptq_quantize_blocks, gptq_quantize_model,
-                   gptq_quantize_weight, weight_scheme)
+from .gptq import (GPTQConfig, GPTQResult, HessianAccumulator, checkpoint_tensors, gptq_column_step, gptq_pack,
+                   gptq_quantize_blocks, gptq_quantize_model, gptq_quantize_weight, rtn_quantize_weight,
+                   sequential_stages, weight_scheme)
 from .layers import (W2A16Linear, W4A16Linear, W8A16Linear, WnA16Linear, fit_group_size, load_quantized,
                      replace_linear, save_quantized)
 from .linear_quant import (SUPPORTED_BITS, QuantizedTensor, QuantScheme, choose_qparams, choose_qparams_asymmetric,
@@ -30,10 +32,11 @@ from .integer_matmul import (INT32_MAX, INT32_MIN, int8_matmul_int32, multiply_b
                              saturating_rounding_doubling_high_mul, zero_point_terms)
 from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linear_layers,
                         quantize_blocks_sequentially, run_block)
-from .mixed_precision import (UNIT_KINDS, allocate_bits, apply_allocation, bits_per_weight_of, layer_units,
-                              rtn_int4_weight, unit_sensitivity)
+from .mixed_precision import (UNIT_KINDS, allocate_bits, apply_allocation, bits_per_weight_of, fisher_sensitivity,
+                              layer_units, rtn_int4_weight, unit_sensitivity)
 from .method_plots import plot_gptq_columns, plot_salient_channels, plot_sensitivity, plot_smoothing
-from .methods import LESSON_06_METHODS, Method, apply_method, evaluate_methods, grid_bits_per_weight, method_table_text
+from .methods import (LESSON_06_METHODS, Method, apply_method, evaluate_methods, grid_bits_per_weight,
+                      method_bits_per_weight, method_table_text)
 from .models import (ARCHITECTURES, SMOLLM2_GGUF_NAME, DummyModel, OfflineModelMissing, blip_base_config,
                      build_model, cache_dir, chat, default_dtype, flan_t5_small_config, param_dtypes, prepare_all, embed_sentences, load_gguf_model, load_minilm, load_smollm2, minilm_path,
                      minilm_zip_path, smollm2_gguf_path)
@@ -52,7 +55,8 @@ from .smoothquant import (ACTIVATION_MODES, W8A8FakeLinear, activation_channel_a
                           smoothing_scales, w8a8_model)
 from .sizes import (FORMAT_BITS, bits_per_parameter, compute_module_sizes, footprints_by_dtype, format_bytes,
                     memory_table_text,
-                    model_memory_bytes, module_sizes_text, size_breakdown, tensor_bytes)
+                    model_memory_bytes, module_sizes_text, size_breakdown, tensor_bytes,
+                    weight_storage_bits)
 from .validation import (InputTypeError, check_bool, check_choice, check_finite, check_float_tensor,
                          check_int_in_range, check_percentile, check_positive, check_probability, check_real,
                          check_tensor, check_token_ids)
@@ -65,6 +69,7 @@ __all__ = [
     "describe_value", "dtype_name", "exact_decimal", "format_table", "format_table_text", "from_bits",
     "neighbours", "resolve_dtype", "stored_value", "to_bits",
     "linear_weight_bits", "logit_error", "mean_cosine", "next_token_agreement", "perplexity", "reference_text",
+    "stdlib_docstring_text",
     "token_windows", "weight_differences",
     "EXERCISES", "Feedback", "check", "evaluate",
     "ARCHITECTURES", "SMOLLM2_GGUF_NAME", "DummyModel", "OfflineModelMissing", "blip_base_config", "build_model",
@@ -73,7 +78,7 @@ __all__ = [
     "quiet_libraries", "seed_everything", "set_offline", "set_up_notebook",
     "FIELD_COLOURS", "plot_bit_layout", "plot_bytes_per_parameter", "plot_downcast_cost", "plot_footprints", "plot_model_memory", "plot_value_spacing",
     "FORMAT_BITS", "bits_per_parameter", "compute_module_sizes", "footprints_by_dtype", "format_bytes", "memory_table_text",
-    "model_memory_bytes", "module_sizes_text", "size_breakdown", "tensor_bytes",
+    "model_memory_bytes", "module_sizes_text", "size_breakdown", "tensor_bytes", "weight_storage_bits",
     "bit_explorer", "playground_report", "quantization_playground",
     "CALIBRATION_METHODS", "RangeObserver", "calibrate_range", "capture_inputs",
     "SUPPORTED_BITS", "QuantizedTensor", "QuantScheme", "choose_qparams", "choose_qparams_asymmetric",
@@ -89,15 +94,19 @@ __all__ = [
     "PACKABLE_BITS", "pack", "packed_length", "unpack",
     "LESSON_04_RECIPES", "Recipe", "apply_recipe", "evaluate_recipes", "recipe_table_text",
     "LLAMA_SCALE_GROUPS", "AWQConfig", "ScaleGroup", "activation_scale", "apply_scale", "awq_quantize_blocks",
-    "awq_quantize_model", "awq_scales", "rtn_weight", "search_scale",
+    "awq_quantize_model", "awq_scales", "rtn_weight", "search_scale", "AWQ_SEARCHES", "apply_clip", "clip_search",
+    "search_block_scale",
     "GPTQConfig", "GPTQResult", "HessianAccumulator", "gptq_pack", "gptq_quantize_blocks", "gptq_quantize_model",
-    "gptq_quantize_weight", "weight_scheme",
+    "gptq_quantize_weight", "weight_scheme", "checkpoint_tensors", "gptq_column_step", "rtn_quantize_weight",
+    "sequential_stages",
     "BlockInputs", "capture_block_inputs", "decoder_blocks", "linear_layers", "quantize_blocks_sequentially",
     "run_block",
     "UNIT_KINDS", "allocate_bits", "apply_allocation", "bits_per_weight_of", "layer_units", "rtn_int4_weight",
+    "fisher_sensitivity",
     "unit_sensitivity",
     "plot_gptq_columns", "plot_salient_channels", "plot_sensitivity", "plot_smoothing",
     "LESSON_06_METHODS", "Method", "apply_method", "evaluate_methods", "grid_bits_per_weight", "method_table_text",
+    "method_bits_per_weight",
     "LLMInt8Linear", "find_outlier_features", "int8_matmul_vectorwise", "llm_int8_linear", "llm_int8_model",
     "ACTIVATION_MODES", "W8A8FakeLinear", "activation_channel_absmax", "fake_int8_rows", "smooth_model",
     "smoothing_scales", "w8a8_model",

@@ -12,7 +12,12 @@ from tqdm.auto import tqdm
 from .sizes import tensor_bytes
 
 __all__ = ["logit_error", "mean_cosine", "weight_differences", "reference_text", "token_windows", "perplexity",
-           "next_token_agreement", "linear_weight_bits"]
+           "next_token_agreement", "linear_weight_bits", "stdlib_docstring_text"]
+
+STDLIB_DOC_MODULES = ("argparse", "asyncio", "collections", "csv", "dataclasses", "datetime", "decimal", "email",
+                      "functools", "heapq", "http.client", "inspect", "itertools", "json", "logging", "os",
+                      "pathlib", "pickle", "random", "re", "shutil", "socket", "statistics", "string", "subprocess",
+                      "tarfile", "textwrap", "threading", "typing", "unittest", "urllib.parse", "zipfile")
 
 
 def _check_same_shape(reference: torch.Tensor, other: torch.Tensor) -> None:
@@ -50,6 +55,23 @@ def reference_text() -> str:
     from pydoc_data.topics import topics
 
     return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def stdlib_docstring_text() -> str:
+    """Another text every machine has (lesson 06's calibration check): the docstrings of 32 stdlib modules
+    and of their public classes and functions, in a fixed order, blank-line joined. Not pydoc_data's topics."""
+    import importlib
+    import inspect
+
+    parts = []
+    for module_name in STDLIB_DOC_MODULES:
+        module = importlib.import_module(module_name)
+        parts.append(inspect.getdoc(module) or "")
+        for name in sorted(getattr(module, "__all__", None) or dir(module)):
+            member = getattr(module, name, None)
+            if not name.startswith("_") and (inspect.isclass(member) or inspect.isfunction(member)):
+                parts.append(inspect.getdoc(member) or "")
+    return "\n\n".join(dict.fromkeys(p for p in parts if p))  # each docstring once
 
 
 def token_windows(tokenizer, n_windows: int = 16, window: int = 512, text: str | None = None) -> torch.Tensor:

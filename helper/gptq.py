@@ -20,9 +20,11 @@ from .layers import W2A16Linear, W4A16Linear, fit_group_size
 from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linear_layers, quantize_blocks_sequentially,
                         run_block)
 from .linear_quant import QuantizedTensor, QuantScheme, _storage_dtype, choose_qparams
+from .packing import pack
 
 __all__ = ["GPTQConfig", "GPTQResult", "HessianAccumulator", "gptq_quantize_weight", "gptq_quantize_blocks",
-           "gptq_quantize_model", "gptq_pack", "weight_scheme"]
+           "gptq_quantize_model", "gptq_pack", "weight_scheme", "rtn_quantize_weight", "checkpoint_tensors",
+           "sequential_stages", "gptq_column_step"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class GPTQConfig:
     sum |w - q|^2.4, per row (the reference implementation's `Quantizer(mse=True)` tries every 0.01; we search
     coarse-to-fine, steps of 0.05 then 0.01 around the best): the extremes of a group are clipped when that
     makes the other weights' grid finer than it costs them.
+    zero_point_domain (asymmetric grids): "int" stores an integer zero-point per group, x = (q - z) * scale, as
+    GPTQ/AWQ checkpoints do (packed at the code width); "float" a float minimum, x = q * scale + min (the
+    course's "scale+min", GGUF Q4_1). scale_bits: 16 rounds scales (and minimums) to fp16, as checkpoints store
+    them; 32 keeps fp32. true_sequential: within a block, quantize the layers stage by stage (q/k/v, then o,
+    then gate/up, then down), each stage's Hessians from inputs that passed the stages already quantized.
     """
 
     bits: int = 4
@@ -46,8 +53,15 @@ class GPTQConfig:
     block_size: int = 128
     act_order: bool = False
     clip_search: bool = False
+    zero_point_domain: str = "float"
+    scale_bits: int = 32
+    true_sequential: bool = False
 
     def __post_init__(self) -> None:
+        if self.zero_point_domain not in ("int", "float"):
+            raise ValueError(f"zero_point_domain must be 'int' or 'float', got {self.zero_point_domain!r}")
+        if self.scale_bits not in (16, 32):
+            raise ValueError(f"scale_bits must be 16 (fp16 scales, as checkpoints) or 32, got {self.scale_bits}")
         weight_scheme(self, 128)  # validates bits and grid
         if self.group_size is not None and self.group_size < 1:
             raise ValueError(f"group_size must be >= 1 or None, got {self.group_size}")
@@ -62,7 +76,7 @@ def weight_scheme(config: GPTQConfig, group_size: int) -> QuantScheme:
     if config.symmetric:
         return QuantScheme(bits=config.bits, granularity="per_group", group_size=group_size)
     return QuantScheme(bits=config.bits, symmetric=False, signed=False, granularity="per_group",
-                       group_size=group_size, zero_point_domain="float")
+                       group_size=group_size, zero_point_domain=config.zero_point_domain)
 
 
 @dataclass
@@ -113,20 +127,32 @@ def _clip_errors(columns: torch.Tensor, shrinks: torch.Tensor, scheme: QuantSche
     return scale, zero_point, (q - columns).abs_().pow_(2.4).sum(dim=2)
 
 
-def _group_params(columns: torch.Tensor, scheme: QuantScheme,
-                  clip_search: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _to_scale_dtype(params: tuple[torch.Tensor, torch.Tensor], scheme: QuantScheme,
+                    scale_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round scales (and float minimums) to fp16 when the checkpoint stores them so; integer zero-points stay."""
+    if scale_bits == 32:
+        return params
+    scale, zero_point = params
+    scale = scale.half().float()
+    if scheme.zero_point_domain == "float":
+        zero_point = zero_point.half().float()
+    return scale, zero_point
+
+
+def _group_params(columns: torch.Tensor, scheme: QuantScheme, clip_search: bool = False,
+                  scale_bits: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, zero_point), each (out, 1), for a slice of columns (out, group); optionally MSE-clipped."""
     row_scheme = QuantScheme(bits=scheme.bits, symmetric=scheme.symmetric, granularity="per_channel", axis=0,
                              signed=scheme.signed, zero_point_domain=scheme.zero_point_domain)
     if not clip_search:
-        return choose_qparams(columns, row_scheme)
+        return _to_scale_dtype(choose_qparams(columns, row_scheme), scheme, scale_bits)
     rows = torch.arange(columns.shape[0])
     _, _, error = _clip_errors(columns, COARSE_SHRINKS.view(-1, 1, 1), scheme, row_scheme)
     coarse = COARSE_SHRINKS[error.argmin(dim=0)]  # (out,); ties keep the widest range, so 1.00 if clipping never helps
     fine = (coarse + FINE_OFFSETS.view(-1, 1)).clamp(COARSE_SHRINKS.min(), 1).unsqueeze(-1)  # (9, out, 1)
     scale, zero_point, error = _clip_errors(columns, fine, scheme, row_scheme)
     best = error.argmin(dim=0)  # offset 0 (the coarse best) is a candidate: never worse than the coarse search
-    return scale[best, rows], zero_point[best, rows]
+    return _to_scale_dtype((scale[best, rows], zero_point[best, rows]), scheme, scale_bits)
 
 
 def _round_column(w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
@@ -137,6 +163,19 @@ def _round_column(w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor
         return codes, codes * scale + zero_point
     codes = torch.clamp(torch.round(w / scale) + zero_point, scheme.qmin, scheme.qmax)
     return codes, (codes - zero_point) * scale
+
+
+def gptq_column_step(W: torch.Tensor, Hinv: torch.Tensor, j: int, scale: torch.Tensor, zero_point: torch.Tensor,
+                     scheme: QuantScheme) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of Algorithm 1, in place on W (out, n): quantize column j, e = (w_j - q_j) / Hinv[j, j],
+    W[:, j:] -= e Hinv[j, j:] (Hinv: upper Cholesky factor of H^-1). Column j ends equal to q_j.
+
+    Returns (codes, q_j, e), each (out,). Lesson 06's exercise asks for this step.
+    """
+    codes, q = _round_column(W[:, j], scale, zero_point, scheme)  # 1. quantize column j
+    error = (W[:, j] - q) / Hinv[j, j]  # 2. its error, scaled by the inverse Hessian's diagonal
+    W[:, j:].sub_(torch.outer(error, Hinv[j, j:]))  # 3. feed it to column j (which becomes q) and later ones
+    return codes, q, error
 
 
 def _inverse_cholesky(hessian: torch.Tensor, damp: float) -> torch.Tensor:
@@ -177,7 +216,7 @@ def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, config: GP
         # groups keep their original contiguous columns so the result stores like RTN; their scales come
         # from the unquantized weight because the quantization order crosses groups ("static groups").
         groups = W.reshape(out_features, -1, group_size).transpose(0, 1)  # (groups, out, g)
-        static = [_group_params(g, scheme, config.clip_search) for g in groups]
+        static = [_group_params(g, scheme, config.clip_search, config.scale_bits) for g in groups]
     if config.act_order:
         order = torch.argsort(torch.diag(H), descending=True)
         W, H = W[:, order], H[order][:, order]
@@ -201,18 +240,17 @@ def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, config: GP
         W1 = W[:, i1:i2].clone()
         Err1 = torch.zeros_like(W1)
         Hinv1 = Hinv[i1:i2, i1:i2]
-        diagonal = torch.diag(Hinv1).tolist()
         for i in range(i2 - i1):
             column = i1 + i
             group = groups_of[column]
             if static is None and column % group_size == 0:
-                scale, zero_point = _group_params(W1[:, i:i + group_size], scheme, config.clip_search)
+                scale, zero_point = _group_params(W1[:, i:i + group_size], scheme, config.clip_search,
+                                                  config.scale_bits)
                 scales[:, group], zero_points[:, group] = scale[:, 0], zero_point[:, 0].float()
                 current = (scale[:, 0], zero_point[:, 0].float())
-            q_codes, q = _round_column(W1[:, i], *(params[group] if static is not None else current), scheme)
+            q_codes, q, error = gptq_column_step(W1, Hinv1, i, *(params[group] if static is not None else current),
+                                                 scheme)  # feeds the error forward in the block
             codes[:, column], Q[:, column] = q_codes, q
-            error = (W1[:, i] - q) / diagonal[i]
-            W1[:, i:].sub_(torch.outer(error, Hinv1[i, i:]))  # feed the error forward in the block
             Err1[:, i] = error
         loss += Err1.pow(2).sum(dim=1) / 2  # (w - q)^2 / [H^-1]_jj^2 / 2, summed over the block's columns
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # lazy batch update of every later column
@@ -229,32 +267,109 @@ def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, config: GP
     return GPTQResult(weight=Q.to(weight.dtype), quantized=storage, loss=loss.sum().item(), order=order)
 
 
+def rtn_quantize_weight(weight: torch.Tensor, config: GPTQConfig = GPTQConfig()) -> torch.Tensor:
+    """Round to nearest on exactly GPTQ's grid (same group parameters, range search, scale precision), dequantized.
+
+    The equal-format baseline: GPTQ with every error-feedback step removed.
+    """
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
+    group_size = config.group_size or weight.shape[1]
+    if weight.shape[1] % group_size:
+        raise ValueError(f"group_size {group_size} does not divide in_features {weight.shape[1]}")
+    scheme = weight_scheme(config, group_size)
+    rows = weight.detach().float().reshape(-1, group_size)  # (out * in / g, g)
+    scale, zero_point = _group_params(rows, scheme, config.clip_search, config.scale_bits)
+    _, q = _round_column(rows, scale, zero_point.float(), scheme)
+    return q.reshape(weight.shape).to(weight.dtype)
+
+
+def checkpoint_tensors(quantized: QuantizedTensor) -> dict[str, torch.Tensor]:
+    """The tensors a GPTQ/AWQ checkpoint stores for one layer: packed codes, fp16 scales, packed zero-points.
+
+    As compressed-tensors' pack-quantized format: codes unsigned (code - qmin) packed 8 // bits per byte,
+    scales (out, groups) fp16, and for an integer-zero-point grid the zero-points packed at the code width.
+    A float-minimum grid stores its minimums in fp16 instead.
+    """
+    scheme = quantized.scheme
+    if scheme.granularity != "per_group" or len(quantized.shape) != 2:
+        raise ValueError(f"checkpoint_tensors packs 2-D per-group tensors, got {scheme.granularity} "
+                         f"of shape {tuple(quantized.shape)}")
+    out_features = quantized.shape[0]
+    codes = quantized.codes().to(torch.int32) - scheme.qmin  # (out, in), 0..2^b - 1
+    tensors = {"weight_packed": pack(codes, scheme.bits),
+               "weight_scale": quantized.scale.reshape(out_features, -1).half()}
+    if not scheme.symmetric:
+        zero_point = quantized.zero_point.reshape(out_features, -1)  # (out, groups)
+        tensors.update({"weight_zero_point": pack(zero_point.to(torch.int32) - scheme.qmin, scheme.bits)}
+                       if scheme.zero_point_domain == "int" else {"weight_minimum": zero_point.half()})
+    return tensors
+
+
+def sequential_stages(block: nn.Module, inputs: BlockInputs, names: list[str]) -> list[list[str]]:
+    """The block's linear layers in the order they run, those reading the same input tensor in one stage.
+
+    For a Llama block: [q, k, v], [o], [gate, up], [down], the stages of GPTQ's "true sequential" option.
+    """
+    seen: list[tuple[str, int]] = []
+    handles = [block.get_submodule(name).register_forward_hook(
+        lambda m, args, out, name=name: seen.append((name, args[0].data_ptr()))) for name in names]
+    try:
+        run_block(block, BlockInputs(inputs.hidden[:1], inputs.kwargs[:1]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    stages: list[list[str]] = []
+    last = None
+    for name, pointer in seen:
+        if stages and pointer == last:
+            stages[-1].append(name)
+        else:
+            stages.append([name])
+        last = pointer
+    return stages
+
+
+def _hessians(block: nn.Module, layers: dict[str, nn.Linear], inputs: BlockInputs) -> dict[str, torch.Tensor]:
+    """H of each named layer over every calibration batch, with the block as it is now."""
+    accumulators = {name: HessianAccumulator(layer.in_features) for name, layer in layers.items()}
+    handles = [layer.register_forward_hook(lambda m, args, out, a=accumulators[name]: a.add_batch(args[0]))
+               for name, layer in layers.items()]
+    try:
+        run_block(block, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: accumulator.result() for name, accumulator in accumulators.items()}
+
+
 def gptq_quantize_blocks(blocks: list[nn.Module] | nn.ModuleList, inputs: BlockInputs, config: GPTQConfig = GPTQConfig(),
-                         exclude: tuple[str, ...] = (), progress: bool = False) -> dict[str, GPTQResult]:
+                         exclude: tuple[str, ...] = (), progress: bool = False,
+                         layer_configs: dict[str, GPTQConfig] | None = None) -> dict[str, GPTQResult]:
     """Sequential GPTQ: each block's linear layers get Hessians from inputs that passed the quantized blocks before.
 
     Weights are replaced in place by their quantized values (a simulation of the stored model: outputs are
     what a W{bits}A16 layer with these codes computes); results hold the codes and scales.
+    layer_configs: a different config for some layers, keyed like the results ("blocks.11.mlp.down_proj"),
+    e.g. 8 bits for the layers mixed precision protects.
     """
+    layer_configs = layer_configs or {}
 
     def quantize_block(index: int, block: nn.Module, block_inputs: BlockInputs) -> dict[str, GPTQResult]:
         layers = linear_layers(block, exclude)
-        accumulators = {name: HessianAccumulator(layer.in_features) for name, layer in layers.items()}
-        handles = [layer.register_forward_hook(lambda m, args, out, a=accumulators[name]: a.add_batch(args[0]))
-                   for name, layer in layers.items()]
-        try:
-            run_block(block, block_inputs)
-        finally:
-            for handle in handles:
-                handle.remove()
+        stages = sequential_stages(block, block_inputs, list(layers)) if config.true_sequential else [list(layers)]
         results = {}
-        for name, layer in layers.items():
-            size = _fit_group(layer.in_features, config.group_size)
-            layer_config = dataclasses.replace(config, group_size=size)
-            result = gptq_quantize_weight(layer.weight, accumulators[name].result(), layer_config)
-            with torch.no_grad():
-                layer.weight.copy_(result.weight)
-            results[name] = result
+        for stage in stages:
+            hessians = _hessians(block, {name: layers[name] for name in stage}, block_inputs)
+            for name in stage:
+                layer = layers[name]
+                chosen = layer_configs.get(f"blocks.{index}.{name}", config)
+                layer_config = dataclasses.replace(chosen, group_size=_fit_group(layer.in_features,
+                                                                                  chosen.group_size))
+                result = gptq_quantize_weight(layer.weight, hessians[name], layer_config)
+                with torch.no_grad():
+                    layer.weight.copy_(result.weight)
+                results[name] = result
         return results
 
     return quantize_blocks_sequentially(blocks, inputs, quantize_block, progress, desc="GPTQ")
@@ -267,13 +382,14 @@ def _fit_group(in_features: int, group_size: int | None) -> int | None:
 
 @torch.no_grad()
 def gptq_quantize_model(model: nn.Module, calibration_windows: torch.Tensor, config: GPTQConfig = GPTQConfig(),
-                        batch_size: int = 4, progress: bool = False) -> dict[str, GPTQResult]:
+                        batch_size: int = 4, progress: bool = False,
+                        layer_configs: dict[str, GPTQConfig] | None = None) -> dict[str, GPTQResult]:
     """GPTQ on every linear layer of a decoder LM's blocks (lm_head and embeddings stay), in place.
 
     calibration_windows: (n, tokens) ids, disjoint from evaluation windows (the course uses windows 16..).
     """
     inputs = capture_block_inputs(model, calibration_windows, batch_size)
-    return gptq_quantize_blocks(decoder_blocks(model), inputs, config, progress=progress)
+    return gptq_quantize_blocks(decoder_blocks(model), inputs, config, progress=progress, layer_configs=layer_configs)
 
 
 def gptq_pack(model: nn.Module, results: dict[str, GPTQResult], blocks: nn.ModuleList | None = None) -> nn.Module:

@@ -95,15 +95,21 @@ def linear_layers(module: nn.Module, exclude: tuple[str, ...] = ()) -> dict[str,
 
 def quantize_blocks_sequentially(blocks: list[nn.Module] | nn.ModuleList, inputs: BlockInputs,
                                  quantize_block: Callable[[int, nn.Module, BlockInputs], dict],
-                                 progress: bool = False, desc: str = "blocks") -> dict[str, object]:
-    """For each block in order: quantize_block(index, block, its inputs), then compute its (quantized) outputs.
+                                 progress: bool = False, desc: str = "blocks",
+                                 next_inputs: str = "quantized") -> dict[str, object]:
+    """For each block in order: quantize_block(index, block, its inputs), then compute the next block's inputs.
 
+    next_inputs: "quantized" (GPTQ: the quantized block's outputs, so later blocks compensate) or "original"
+    (llm-awq: the outputs of the block before it was changed, i.e. the full-precision model's activations).
     Returns the merged per-layer results, keyed "blocks.{index}.{layer name}".
     """
+    if next_inputs not in ("quantized", "original"):
+        raise ValueError(f"next_inputs must be 'quantized' or 'original', got {next_inputs!r}")
     results: dict[str, object] = {}
     for index, block in enumerate(tqdm(list(blocks), desc=desc, disable=not progress, leave=False)):
+        outputs = run_block(block, inputs) if next_inputs == "original" else None
         for name, value in quantize_block(index, block, inputs).items():
             results[f"blocks.{index}.{name}"] = value
-        inputs = run_block(block, inputs)
+        inputs = outputs if outputs is not None else run_block(block, inputs)
     return results
 

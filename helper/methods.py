@@ -7,6 +7,7 @@ calibrates on windows disjoint from the evaluation windows, and is scored with t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -14,135 +15,211 @@ import torch
 from torch import nn
 
 from ._text import text_table
-from .awq import AWQConfig, awq_quantize_model, rtn_weight
-from .evaluate import linear_weight_bits, perplexity
-from .gptq import GPTQConfig, gptq_pack, gptq_quantize_model
-from .layers import W2A16Linear, W4A16Linear, W8A16Linear, fit_group_size, replace_linear
-from .mixed_precision import allocate_bits, apply_allocation, layer_units, unit_sensitivity
+from .awq import AWQConfig, awq_quantize_model
+from .evaluate import perplexity
+from .gptq import GPTQConfig, gptq_quantize_model, rtn_quantize_weight
+from .layers import fit_group_size
+from .layerwise import decoder_blocks, linear_layers
+from .mixed_precision import allocate_bits, fisher_sensitivity, layer_units
+from .sizes import weight_storage_bits
 
-__all__ = ["Method", "LESSON_06_METHODS", "grid_bits_per_weight", "apply_method", "evaluate_methods",
-           "method_table_text"]
+__all__ = ["Method", "LESSON_06_METHODS", "grid_bits_per_weight", "method_bits_per_weight", "apply_method",
+           "evaluate_methods", "method_table_text"]
 
-KINDS = ("fp32", "rtn", "gptq", "awq", "mixed", "w8a8", "smoothquant", "llm_int8")
+KINDS = ("fp32", "rtn", "gptq", "awq", "awq+gptq", "mixed", "w8a8", "smoothquant", "llm_int8")
 
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the table: what to apply and with which grid."""
+    """One row of the table: what to apply, on which grid, stored how.
+
+    Grid and storage: symmetric, or asymmetric with an integer zero-point (zero_point_domain "int", as GPTQ/AWQ
+    files) or a float minimum ("float", the course's scale+min); scale_bits 16 (fp16 scales, as checkpoints)
+    or 32. act_order, clip_search (MSE range search) and true_sequential are GPTQ's options; awq_search
+    ("block" = llm-awq, "layer" = the simpler variant) and awq_clip AWQ's. int8_layers: full layer names kept
+    at 8 bits per channel. mixed: int8_layers chosen by sensitivity within budget_bits (real storage).
+    calibration: which calibration set (a key of the dict evaluate_methods receives).
+    """
 
     name: str
     kind: str
     bits: int = 4
     group_size: int | None = 128
     symmetric: bool = True
+    zero_point_domain: str = "int"
+    scale_bits: int = 16
     act_order: bool = False
-    clip_search: bool = False  # GPTQ only: MSE-searched group ranges (GPTQConfig.clip_search)
-    budget_bits: float = 4.5  # mixed precision only
+    clip_search: bool = False
+    true_sequential: bool = False
+    awq_search: str = "block"
+    awq_clip: bool = True
+    int8_layers: tuple[str, ...] = ()
+    budget_bits: float = 4.5
+    calibration: str = "same"
     activations: str = "per_token"  # W8A8 only: "per_token" (dynamic) or "per_tensor" (static, calibrated)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind in ("rtn", "gptq", "awq", "awq+gptq", "mixed"):
+            self.gptq_config()  # validates bits and grid
+
+    def gptq_config(self) -> GPTQConfig:
+        """This row's grid and GPTQ options as a GPTQConfig."""
+        return GPTQConfig(self.bits, self.group_size, self.symmetric, act_order=self.act_order,
+                          clip_search=self.clip_search, zero_point_domain=self.zero_point_domain,
+                          scale_bits=self.scale_bits, true_sequential=self.true_sequential)
+
+    def awq_config(self, fast: bool = False, quantize: bool = True) -> AWQConfig:
+        """This row's grid and AWQ options; fast: 10 alphas and 512 tokens (the notebook's configuration)."""
+        return AWQConfig(self.bits, self.group_size, self.symmetric, search=self.awq_search, clip=self.awq_clip,
+                         zero_point_domain=self.zero_point_domain, scale_bits=self.scale_bits, quantize=quantize,
+                         **({"alphas": tuple(i / 10 for i in range(10)), "max_tokens": 512} if fast else
+                            {"max_tokens": 2048}))
 
 
 LESSON_06_METHODS = (
     Method("fp32", "fp32", 32),
     Method("RTN int8 per-channel", "rtn", 8, None),
-    Method("RTN int4 g128", "rtn", 4),
-    Method("RTN int4 g128 scale+min", "rtn", 4, symmetric=False),
-    Method("GPTQ int4 g128", "gptq", 4),
-    Method("GPTQ int4 g128 act-order scale+min", "gptq", 4, symmetric=False, act_order=True),
-    Method("AWQ int4 g128", "awq", 4),
-    Method("AWQ int4 g128 scale+min", "awq", 4, symmetric=False),
-    Method("mixed int4/int8 (<= 4.5 b/w)", "mixed", 4),
-    Method("RTN int3 g128 scale+min", "rtn", 3, symmetric=False),
-    Method("GPTQ int3 g128 act-order scale+min", "gptq", 3, symmetric=False, act_order=True),
-    Method("GPTQ int3 g128 act-order scale+min MSE-clip", "gptq", 3, symmetric=False, act_order=True,
-           clip_search=True),
-    Method("RTN int2 g32 scale+min", "rtn", 2, 32, symmetric=False),
-    Method("GPTQ int2 g32 act-order scale+min MSE-clip", "gptq", 2, 32, symmetric=False, act_order=True,
-           clip_search=True),
+    Method("RTN int4 g128 sym", "rtn", 4),
+    Method("RTN int4 g128 asym", "rtn", 4, symmetric=False),
+    Method("GPTQ int4 g128 sym", "gptq", 4),
+    Method("GPTQ int4 g128 sym act-order", "gptq", 4, act_order=True),
+    Method("GPTQ int4 g128 asym", "gptq", 4, symmetric=False),
+    Method("GPTQ int4 g128 asym act-order", "gptq", 4, symmetric=False, act_order=True),
+    Method("AWQ int4 g128 sym", "awq", 4),
+    Method("AWQ int4 g128 asym", "awq", 4, symmetric=False),
 )
 
 
-def grid_bits_per_weight(model: nn.Module, bits: int, group_size: int | None, symmetric: bool = True,
-                         exclude: tuple[str, ...] = ("lm_head",)) -> float:
-    """Bits per linear weight of a per-group grid: codes + one fp32 scale (and fp32 minimum) per group.
+def _layer_bits(module: nn.Linear, bits: int, group_size: int | None, symmetric: bool, zero_point_domain: str,
+                scale_bits: int) -> float:
+    group = fit_group_size(module.in_features, group_size) if group_size else module.in_features
+    return weight_storage_bits(bits, group, symmetric, zero_point_domain, scale_bits)
 
-    The same arithmetic as the course's packed layers, for widths (3 bits) that have no packed layer.
+
+def grid_bits_per_weight(model: nn.Module, bits: int, group_size: int | None, symmetric: bool = True,
+                         zero_point_domain: str = "int", scale_bits: int = 16, exclude: tuple[str, ...] = ("lm_head",),
+                         int8_layers: tuple[str, ...] = ()) -> float:
+    """Bits per linear weight of a per-group grid in its storage format (helper.weight_storage_bits per layer).
+
+    Groups adapt where they do not divide in_features (g128 -> 96 on SmolLM2's 576 inputs); int8_layers are
+    counted at 8 bits with one scale per output row.
     """
-    total_bits, total_weights = 0, 0
+    total_bits, total_weights = 0.0, 0
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear) and not any(name == e or name.endswith("." + e) for e in exclude):
-            group = fit_group_size(module.in_features, group_size) if group_size else module.in_features
-            groups = module.weight.numel() // group
-            total_bits += module.weight.numel() * bits + groups * 32 * (1 if symmetric else 2)
+            per_weight = (_layer_bits(module, 8, None, True, "int", scale_bits) if name in int8_layers else
+                          _layer_bits(module, bits, group_size, symmetric, zero_point_domain, scale_bits))
+            total_bits += module.weight.numel() * per_weight
             total_weights += module.weight.numel()
+    if total_weights == 0:
+        raise ValueError("the model has no linear layers outside the excluded ones")
     return total_bits / total_weights
 
 
+def method_bits_per_weight(model: nn.Module, method: Method, int8_layers: tuple[str, ...] | None = None) -> float:
+    """A row's bits per linear weight in its storage format (32 for fp32)."""
+    if method.kind == "fp32":
+        return 32.0
+    return grid_bits_per_weight(model, method.bits, method.group_size, method.symmetric, method.zero_point_domain,
+                                method.scale_bits, int8_layers=method.int8_layers if int8_layers is None else
+                                int8_layers)
+
+
+def _layer_configs(model: nn.Module, method: Method, int8_layers: tuple[str, ...]) -> dict[str, GPTQConfig]:
+    """GPTQ configs for the int8 layers, keyed as gptq_quantize_blocks expects ("blocks.11.mlp.down_proj")."""
+    prefix = next(name for name, module in model.named_modules() if module is decoder_blocks(model)) + "."
+    int8 = dataclasses.replace(method.gptq_config(), bits=8, group_size=None, symmetric=True)
+    return {"blocks." + name.removeprefix(prefix): int8 for name in int8_layers}
+
+
 def _rtn(model: nn.Module, method: Method) -> nn.Module:
-    if method.bits == 8:
-        return replace_linear(model, W8A16Linear)
-    if method.bits in (2, 4):
-        layer = W4A16Linear if method.bits == 4 else W2A16Linear
-        return replace_linear(model, layer, group_size=method.group_size, symmetric=method.symmetric,
-                              adapt_group_size=True)
-    config = AWQConfig(method.bits, method.group_size, method.symmetric)  # no packed layer: simulate the grid
+    """Round to nearest on the row's grid, in place (the same grid function GPTQ uses, no error feedback)."""
+    config = method.gptq_config()
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, nn.Linear) and not name.endswith("lm_head"):
-                module.weight.copy_(rtn_weight(module.weight, config))
+                layer_config = (dataclasses.replace(config, bits=8, group_size=None, symmetric=True)
+                                if name in method.int8_layers or method.bits == 8 and method.group_size is None else
+                                dataclasses.replace(config, group_size=fit_group_size(module.in_features,
+                                                                                      method.group_size)
+                                                    if method.group_size else None))
+                module.weight.copy_(rtn_quantize_weight(module.weight, layer_config))
     return model
 
 
-def apply_method(model: nn.Module, method: Method, calibration_windows: torch.Tensor,
-                 progress: bool = False, fast: bool = False) -> tuple[nn.Module, float]:
-    """A quantized copy of the model and its bits per linear weight; the original is untouched.
+def _mixed_int8_layers(model: nn.Module, method: Method, calibration_windows: torch.Tensor, fast: bool,
+                       progress: bool) -> tuple[str, ...]:
+    """The layers mixed precision keeps in int8: Fisher sensitivity of the row's int4 grid, greedy within budget."""
+    units = layer_units(model, "layer")
+    config = method.gptq_config()
+    names = [name for names in units.values() for name in names]
 
-    Packed layers (int2/int4/int8) are measured from their tensors; simulated grids (int3, AWQ's scaled
-    weights) use the same arithmetic (codes + fp32 scales and minimums). fast: the notebook's configuration
-    (AWQ searches 10 alphas on 512 tokens; sensitivity on one window).
+    def quantize(name: str, weight: torch.Tensor) -> torch.Tensor:
+        group = fit_group_size(weight.shape[1], config.group_size) if config.group_size else None
+        return rtn_quantize_weight(weight, dataclasses.replace(config, group_size=group))
+
+    sensitivity = fisher_sensitivity(model, calibration_windows[:1 if fast else 4], names, quantize, progress)
+    allocation = allocate_bits(model, units, sensitivity, method.budget_bits, method.group_size or 128,
+                               symmetric=method.symmetric, zero_point_domain=method.zero_point_domain,
+                               scale_bits=method.scale_bits)
+    return tuple(unit for unit, bits in allocation.items() if bits == 8)
+
+
+def apply_method(model: nn.Module, method: Method, calibration_windows: torch.Tensor,
+                 progress: bool = False, fast: bool = False, details: dict | None = None) -> tuple[nn.Module, float]:
+    """A quantized copy of the model and its bits per linear weight in the row's storage format.
+
+    Weights are simulated (fp32 tensors holding the dequantized grid values); bits per weight are those of
+    the stored format (helper.weight_storage_bits, checked against packed tensors by the tests). The original
+    model is untouched. fast: the notebook's configuration (AWQ: 10 alphas, 512 tokens; sensitivity on one
+    window). details, if given, receives e.g. the int8 layers mixed precision chose.
     """
-    if method.kind not in ("fp32", "rtn", "gptq", "awq", "mixed"):
+    if method.kind not in ("fp32", "rtn", "gptq", "awq", "awq+gptq", "mixed"):
         raise ValueError(f"{method.kind} is applied with helper.smoothquant / helper.outliers, not apply_method")
+    int8_layers = method.int8_layers
+    if method.kind == "mixed":
+        int8_layers = _mixed_int8_layers(model, method, calibration_windows, fast, progress)
+        if details is not None:
+            details["int8_layers"] = int8_layers
     model = copy.deepcopy(model)
     if method.kind == "fp32":
         return model, 32.0
     if method.kind == "rtn":
-        model = _rtn(model, method)
-    elif method.kind == "gptq":
-        config = GPTQConfig(method.bits, method.group_size, method.symmetric, act_order=method.act_order,
-                            clip_search=method.clip_search)
-        results = gptq_quantize_model(model, calibration_windows, config, progress=progress)
-        if method.bits in (2, 4):
-            gptq_pack(model, results)
-    elif method.kind == "awq":
-        config = AWQConfig(method.bits, method.group_size, method.symmetric,
-                           **({"alphas": tuple(i / 10 for i in range(10)), "max_tokens": 512} if fast else {}))
-        awq_quantize_model(model, calibration_windows, config, progress=progress)
-    else:
-        units = layer_units(model, "type")
-        sensitivity = unit_sensitivity(model, calibration_windows[:1 if fast else 2], units, progress=progress)
-        model = apply_allocation(model, units, allocate_bits(model, units, sensitivity, method.budget_bits), 128)
-    packed = method.kind in ("rtn", "gptq", "mixed") and method.bits in (2, 4, 8)
-    if packed:
-        return model, linear_weight_bits(model)["bits_per_weight"]
-    return model, grid_bits_per_weight(model, method.bits, method.group_size, method.symmetric)
+        _rtn(model, method)
+    if method.kind in ("awq", "awq+gptq"):
+        results = awq_quantize_model(model, calibration_windows, method.awq_config(fast, method.kind == "awq"),
+                                     progress=progress)
+        if details is not None:
+            details["awq"] = results
+    if method.kind in ("gptq", "awq+gptq", "mixed"):
+        gptq_quantize_model(model, calibration_windows, method.gptq_config(), progress=progress,
+                            layer_configs=_layer_configs(model, method, int8_layers))
+    return model, method_bits_per_weight(model, method, int8_layers)
 
 
-def evaluate_methods(model: nn.Module, evaluation_windows: torch.Tensor, calibration_windows: torch.Tensor,
+def evaluate_methods(model: nn.Module, evaluation_windows: torch.Tensor,
+                     calibration_windows: torch.Tensor | dict[str, torch.Tensor],
                      methods: tuple[Method, ...] = LESSON_06_METHODS, progress: bool = False, fast: bool = False,
                      batch_size: int = 4) -> list[dict[str, object]]:
-    """Perplexity, bits per weight and seconds (quantization + evaluation) for each method."""
+    """Perplexity, bits per weight and seconds (quantization + evaluation) for each method, by one code path.
+
+    calibration_windows: one set, or a dict of sets chosen by each method's `calibration` ("same" by default).
+    """
+    sets = calibration_windows if isinstance(calibration_windows, dict) else {"same": calibration_windows}
     rows = []
     for method in methods:
+        if method.calibration not in sets:
+            raise ValueError(f"{method.name} calibrates on {method.calibration!r}; given sets: {sorted(sets)}")
         start = time.perf_counter()
-        quantized, bits = apply_method(model, method, calibration_windows, progress, fast)
+        details: dict = {}
+        quantized, bits = apply_method(model, method, sets[method.calibration], progress, fast, details)
         seconds_quantize = time.perf_counter() - start
         rows.append({"method": method.name, "perplexity": perplexity(quantized, evaluation_windows, batch_size),
                      "bits_per_weight": bits, "seconds_quantize": seconds_quantize,
-                     "seconds": time.perf_counter() - start})
+                     "seconds": time.perf_counter() - start,
+                     **({"int8_layers": list(details["int8_layers"])} if "int8_layers" in details else {})})
         del quantized
     return rows
 

@@ -1,13 +1,17 @@
 """Mixed precision: measure which layers suffer most from 4 bits, give those 8 bits, stay within a size budget.
 
-Taught in 06. Sensitivity of a unit (one layer type across all blocks, or one whole block) = mean KL
-divergence of next-token distributions from the fp32 model when only that unit is quantized to int4.
-The allocation upgrades units to int8 greedily by KL saved per extra bit until the budget is spent.
+Taught in 06. Units: one linear layer each (SmolLM2: 210), one layer type across all blocks, or one block.
+Two sensitivity measures: the KL divergence of next-token distributions from the fp32 model when only that
+unit is int4 (exact but one model run per unit), and a Fisher (second-order) estimate of the loss increase,
+1/2 sum_i F_ii (q_i - w_i)^2 with F the mean squared gradient of the loss, for every layer at once from a
+few backward passes: it counts what a layer's error does downstream, not only at its own output.
+The allocation upgrades units to int8 greedily by sensitivity saved per extra bit while within budget.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,11 +20,12 @@ from tqdm.auto import tqdm
 
 from .layers import W4A16Linear, W8A16Linear, fit_group_size
 from .linear_quant import QuantScheme, quantize_tensor
+from .sizes import weight_storage_bits
 
-__all__ = ["UNIT_KINDS", "layer_units", "rtn_int4_weight", "unit_sensitivity", "bits_per_weight_of",
-           "allocate_bits", "apply_allocation"]
+__all__ = ["UNIT_KINDS", "layer_units", "rtn_int4_weight", "unit_sensitivity", "fisher_sensitivity",
+           "bits_per_weight_of", "allocate_bits", "apply_allocation"]
 
-UNIT_KINDS = ("type", "block")
+UNIT_KINDS = ("type", "block", "layer")
 
 
 def _matches(name: str, exclude: tuple[str, ...]) -> bool:
@@ -28,7 +33,7 @@ def _matches(name: str, exclude: tuple[str, ...]) -> bool:
 
 
 def layer_units(model: nn.Module, by: str = "type", exclude: tuple[str, ...] = ("lm_head",)) -> dict[str, list[str]]:
-    """Linear layer names grouped by type ("self_attn.q_proj" in every block) or by block ("layers.3")."""
+    """Linear layer names grouped by type ("self_attn.q_proj" in every block), by block ("layers.3") or one each."""
     if by not in UNIT_KINDS:
         raise ValueError(f"by must be one of {UNIT_KINDS}, got {by!r}")
     units: dict[str, list[str]] = {}
@@ -36,7 +41,7 @@ def layer_units(model: nn.Module, by: str = "type", exclude: tuple[str, ...] = (
         if not isinstance(module, nn.Linear) or _matches(name, exclude):
             continue
         match = re.search(r"layers\.(\d+)\.(.+)$", name)
-        key = (match.group(2) if by == "type" else f"layers.{match.group(1)}") if match else name
+        key = name if by == "layer" or not match else (match.group(2) if by == "type" else f"layers.{match.group(1)}")
         units.setdefault(key, []).append(name)
     if not units:
         raise ValueError("the model has no linear layers outside the excluded ones")
@@ -80,24 +85,65 @@ def unit_sensitivity(model: nn.Module, windows: torch.Tensor, units: dict[str, l
     return sensitivity
 
 
-def bits_per_weight_of(linear: nn.Linear, bits: int, group_size: int = 128) -> float:
-    """Storage of the course's layers per weight: 8 + 32/in (W8A16, fp32 scales) or 4 + 32/g (W4A16, symmetric)."""
+@torch.enable_grad()
+def fisher_sensitivity(model: nn.Module, windows: torch.Tensor, names: list[str],
+                       quantize: Callable[[str, torch.Tensor], torch.Tensor], progress: bool = False) -> dict[str, float]:
+    """Estimated loss increase per layer, 1/2 sum_i F_ii (quantize(w)_i - w_i)^2, F_ii = mean over windows of g_i^2.
+
+    g: gradient of one window's mean next-token loss. One forward and backward pass per window serves every
+    layer; the model's weights and requires_grad flags are unchanged afterwards.
+    """
+    if windows.dim() != 2 or windows.shape[0] == 0:
+        raise ValueError(f"windows must be a non-empty (n, tokens) tensor, got shape {tuple(windows.shape)}")
+    layers = {name: model.get_submodule(name) for name in names}
+    flags = {p: p.requires_grad for p in model.parameters()}
+    fisher = {name: torch.zeros_like(layer.weight, dtype=torch.float32) for name, layer in layers.items()}
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for layer in layers.values():
+            layer.weight.requires_grad_(True)
+        for window in tqdm(windows, desc="Fisher", disable=not progress, leave=False):
+            loss = model(input_ids=window.unsqueeze(0), labels=window.unsqueeze(0)).loss
+            grads = torch.autograd.grad(loss, [layer.weight for layer in layers.values()])
+            for name, grad in zip(layers, grads):
+                fisher[name] += grad.float().pow(2) / len(windows)
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+    with torch.no_grad():
+        return {name: 0.5 * (fisher[name] * (quantize(name, layer.weight) - layer.weight).float().pow(2)).sum().item()
+                for name, layer in layers.items()}
+
+
+def bits_per_weight_of(linear: nn.Linear, bits: int, group_size: int = 128, symmetric: bool = True,
+                       zero_point_domain: str = "int", scale_bits: int = 32) -> float:
+    """Storage per weight (helper.weight_storage_bits): int8 one scale per row; int4 per group (adapted to in).
+
+    Defaults: the course's packed layers, 8 + 32/in (W8A16, fp32 scales) or 4 + 32/g (W4A16, symmetric).
+    """
     if bits == 8:
-        return 8 + 32 / linear.in_features
+        return weight_storage_bits(8, linear.in_features, True, "int", scale_bits)
     if bits == 4:
-        return 4 + 32 / fit_group_size(linear.in_features, group_size)
+        return weight_storage_bits(4, fit_group_size(linear.in_features, group_size), symmetric, zero_point_domain,
+                                   scale_bits)
     raise ValueError(f"mixed precision here chooses between 4 and 8 bits, got {bits}")
 
 
 def allocate_bits(model: nn.Module, units: dict[str, list[str]], sensitivity: dict[str, float],
-                  budget_bits: float, group_size: int = 128) -> dict[str, int]:
-    """Bits (4 or 8) per unit: start all at 4, upgrade the units with most KL per extra bit while within budget."""
+                  budget_bits: float, group_size: int = 128, symmetric: bool = True, zero_point_domain: str = "int",
+                  scale_bits: int = 32) -> dict[str, int]:
+    """Bits (4 or 8) per unit: start all at 4, upgrade the units with most sensitivity per extra bit within budget.
+
+    Costs are the storage of the int4 grid (symmetric, zero_point_domain, scale_bits) and of int8 per row.
+    """
     sizes = {unit: [(model.get_submodule(n).weight.numel(), model.get_submodule(n)) for n in names]
              for unit, names in units.items()}
     total = sum(count for layers in sizes.values() for count, _ in layers)
 
     def cost(unit: str, bits: int) -> float:  # bits spent on this unit
-        return sum(count * bits_per_weight_of(layer, bits, group_size) for count, layer in sizes[unit])
+        return sum(count * bits_per_weight_of(layer, bits, group_size, symmetric, zero_point_domain, scale_bits)
+                   for count, layer in sizes[unit])
 
     allocation = {unit: 4 for unit in units}
     spent = sum(cost(unit, 4) for unit in units)

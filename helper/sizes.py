@@ -12,7 +12,8 @@ from ._text import text_table
 from .dtypes import bit_width, resolve_dtype
 
 __all__ = ["FORMAT_BITS", "bits_per_parameter", "model_memory_bytes", "format_bytes", "memory_table_text",
-           "tensor_bytes", "compute_module_sizes", "module_sizes_text", "footprints_by_dtype", "size_breakdown"]
+           "tensor_bytes", "compute_module_sizes", "module_sizes_text", "footprints_by_dtype", "size_breakdown",
+           "weight_storage_bits"]
 
 # Formats a weight can be stored in, by the name the lessons use. INT4 is not a torch dtype:
 # two 4-bit values share one byte once packed (lesson 04).
@@ -69,6 +70,25 @@ def tensor_bytes(tensor: torch.Tensor) -> int:
         inner_names, _ = tensor.__tensor_flatten__()
         return sum(tensor_bytes(getattr(tensor, name)) for name in inner_names)
     return tensor.numel() * tensor.element_size()
+
+
+def weight_storage_bits(bits: int, group_size: int, symmetric: bool = True, zero_point_domain: str = "int",
+                        scale_bits: int = 16) -> float:
+    """Bits per weight of a per-group grid: bits + (scale_bits + zero-point bits) / group_size. Used in 06.
+
+    Checkpoint format of GPTQ/AWQ files (compressed-tensors pack-quantized, AutoAWQ): fp16 scales and, for an
+    asymmetric grid, integer zero-points packed at the code width: int4 g128 asym = 4 + (16 + 4) / 128 = 4.156,
+    sym = 4 + 16 / 128 = 4.125. The course's simulated grids (scale_bits=32, zero_point_domain="float": an fp32
+    minimum per group, as W4A16Linear stores it) cost 4 + (32 + 32) / 128 = 4.5.
+    """
+    if bits < 1 or group_size < 1:
+        raise ValueError(f"bits and group_size must be >= 1, got bits={bits}, group_size={group_size}")
+    if scale_bits not in (16, 32):
+        raise ValueError(f"scale_bits must be 16 (fp16 scales) or 32 (fp32), got {scale_bits}")
+    if zero_point_domain not in ("int", "float"):
+        raise ValueError(f"zero_point_domain must be 'int' or 'float', got {zero_point_domain!r}")
+    zero_point_bits = 0 if symmetric else (bits if zero_point_domain == "int" else scale_bits)
+    return bits + (scale_bits + zero_point_bits) / group_size
 
 
 def compute_module_sizes(model: nn.Module) -> dict[str, int]:

@@ -5,8 +5,9 @@ import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from helper.awq import (AWQConfig, LLAMA_SCALE_GROUPS, activation_scale, apply_scale, awq_quantize_blocks,
-                        awq_quantize_model, awq_scales, rtn_weight, search_scale)
+from helper.awq import (AWQConfig, LLAMA_SCALE_GROUPS, activation_scale, apply_clip, apply_scale,
+                        awq_quantize_blocks, awq_quantize_model, awq_scales, clip_search, rtn_weight,
+                        search_block_scale, search_scale)
 from helper.layerwise import BlockInputs, capture_block_inputs, decoder_blocks, linear_layers
 
 
@@ -47,10 +48,11 @@ def test_folding_scales_leaves_the_fp32_model_unchanged():
         apply_scale(nn.ReLU(), [], torch.ones(3))
 
 
-def test_alpha_zero_is_round_to_nearest_exactly():
+@pytest.mark.parametrize("search", ["block", "layer"])
+def test_alpha_zero_is_round_to_nearest_exactly(search):
     model = _tiny_llama()
     rtn = copy.deepcopy(model)
-    config = AWQConfig(bits=4, group_size=32, alphas=(0.0,))
+    config = AWQConfig(bits=4, group_size=32, alphas=(0.0,), search=search, clip=False)
     awq_quantize_model(model, _windows(), config, batch_size=2)
     with torch.no_grad():
         for layer in linear_layers(rtn.model).values():
@@ -79,8 +81,10 @@ def test_awq_lowers_the_error_of_a_tiny_llama():
     config = AWQConfig(bits=3, group_size=32)
     awq_model, rtn_model = copy.deepcopy(model), copy.deepcopy(model)
     results = awq_quantize_model(awq_model, _windows(8), config, batch_size=4)
-    assert set(results) == {f"blocks.{i}.{g.layers[0]}" for i in range(2) for g in LLAMA_SCALE_GROUPS}
-    awq_quantize_model(rtn_model, _windows(8), AWQConfig(bits=3, group_size=32, alphas=(0.0,)), batch_size=4)
+    assert {f"blocks.{i}.{g.layers[0]}" for i in range(2) for g in LLAMA_SCALE_GROUPS} <= set(results)
+    assert all("alpha" in results[f"blocks.{i}.{g.layers[0]}"] for i in range(2) for g in LLAMA_SCALE_GROUPS)
+    awq_quantize_model(rtn_model, _windows(8), AWQConfig(bits=3, group_size=32, alphas=(0.0,), clip=False),
+                       batch_size=4)
     awq_error = (awq_model(input_ids=ids).logits - reference).pow(2).mean()
     rtn_error = (rtn_model(input_ids=ids).logits - reference).pow(2).mean()
     assert awq_error < rtn_error
@@ -99,3 +103,57 @@ def test_block_inputs_are_captured_per_batch_and_errors_are_clear():
         AWQConfig(alphas=())
     with pytest.raises(ValueError, match="no calibration data"):
         awq_quantize_blocks(decoder_blocks(model), BlockInputs(hidden=[]))
+
+
+class _ToyMLP(nn.Module):
+    """A Llama MLP: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, hidden=64, inner=96, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.gate_proj, self.up_proj = nn.Linear(hidden, inner, bias=False), nn.Linear(hidden, inner, bias=False)
+        self.down_proj = nn.Linear(inner, hidden, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(torch.nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+def _salient_inputs(tokens=256, features=64, seed=3):
+    x = torch.randn(2, tokens // 2, features, generator=torch.Generator().manual_seed(seed))
+    x[..., :3] *= 25
+    return x
+
+
+@torch.no_grad()
+def test_block_search_loss_is_the_mlp_output_error_computed_directly():
+    mlp, x = _ToyMLP(), _salient_inputs()
+    config = AWQConfig(bits=3, group_size=32, alphas=(0.0, 0.5))
+    calls = [((batch.unsqueeze(0),), {}) for batch in x]
+    scales, alpha, losses = search_block_scale(mlp, [mlp.gate_proj, mlp.up_proj], calls, x.reshape(-1, 64), config)
+    s = x.reshape(-1, 64).abs().mean(0).pow(0.5)
+    s = s / (s.max() * s.min()).sqrt()
+    gate = rtn_weight(mlp.gate_proj.weight * s, config) / s
+    up = rtn_weight(mlp.up_proj.weight * s, config) / s
+    direct = mlp.down_proj(torch.nn.functional.silu(x @ gate.T) * (x @ up.T))
+    assert losses[0.5] == pytest.approx((direct - mlp(x)).double().pow(2).mean().item(), rel=1e-5)
+    assert torch.equal(mlp.gate_proj.weight, _ToyMLP().gate_proj.weight)  # weights restored
+    assert alpha == 0.5 and losses[0.5] < losses[0.0]  # salient channels: scaling helps
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@torch.no_grad()
+def test_clip_search_is_never_worse_than_no_clip_on_a_toy_block(symmetric):
+    mlp, x = _ToyMLP(seed=1), _salient_inputs(seed=4)
+    with torch.no_grad():
+        mlp.up_proj.weight[:, 7] *= 8  # heavy-tailed groups, as real weights have
+    config = AWQConfig(bits=3, group_size=32, symmetric=symmetric)
+    inputs = x.reshape(-1, 64)
+    max_val, error = clip_search(mlp.up_proj.weight, inputs, config)
+    _, no_clip_error = clip_search(mlp.up_proj.weight, inputs, config, max_shrink=0.05)  # factor 1 only
+    assert (error <= no_clip_error).all() and error.sum() < no_clip_error.sum()
+    reference = mlp(x)
+    plain = copy.deepcopy(mlp)
+    plain.up_proj.weight.copy_(rtn_weight(plain.up_proj.weight, config))
+    apply_clip(mlp.up_proj, max_val)
+    mlp.up_proj.weight.copy_(rtn_weight(mlp.up_proj.weight, config))
+    assert (mlp(x) - reference).pow(2).mean() <= (plain(x) - reference).pow(2).mean()

@@ -1,11 +1,12 @@
 import copy
+import dataclasses
 
 import pytest
 import torch
 from torch import nn
 
 from helper.gptq import (GPTQConfig, HessianAccumulator, gptq_pack, gptq_quantize_blocks, gptq_quantize_weight,
-                         weight_scheme)
+                         rtn_quantize_weight, weight_scheme)
 from helper.layers import W4A16Linear
 from helper.layerwise import BlockInputs
 from helper.linear_quant import quantize_tensor
@@ -159,3 +160,86 @@ def test_gptq_pack_swaps_in_packed_layers_with_identical_outputs():
     gptq_pack(holder, results, blocks)
     assert isinstance(blocks[0][0], W4A16Linear)
     assert torch.allclose(blocks[1](blocks[0](x)), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("bits, group_size, symmetric, domain, scale_bits", [
+    (4, 96, True, "int", 16), (4, 128, False, "int", 16), (2, 32, False, "int", 16), (8, 64, False, "int", 16),
+    (4, 32, False, "float", 16), (4, 64, False, "float", 32)],
+    ids=["int4-g96-sym", "int4-g128-asym", "int2-g32-asym", "int8-g64-asym", "int4-scale+min-fp16", "int4-fp32-min"])
+def test_storage_bits_equal_the_bytes_of_the_packed_checkpoint_tensors(bits, group_size, symmetric, domain,
+                                                                        scale_bits):
+    from helper.gptq import checkpoint_tensors
+    from helper.sizes import tensor_bytes, weight_storage_bits
+
+    x, weight, hessian = _problem(in_features=768, out_features=64)
+    config = GPTQConfig(bits, group_size, symmetric, zero_point_domain=domain, scale_bits=scale_bits)
+    quantized = gptq_quantize_weight(weight, hessian, config).quantized
+    tensors = checkpoint_tensors(quantized)
+    if scale_bits == 32:  # the simulation's format: fp32 scales and fp32 minimums, as W4A16Linear stores them
+        stored = 8 * linear_weight_bits_of(W4A16Linear.from_quantized(quantized)) / weight.numel()
+    else:
+        stored = 8 * sum(tensor_bytes(t) for t in tensors.values()) / weight.numel()
+    assert stored == weight_storage_bits(bits, group_size, symmetric, domain, scale_bits)
+    assert tensors["weight_scale"].dtype == torch.float16
+    if scale_bits == 16:  # the packed tensors hold exactly the simulated grid
+        assert torch.equal(tensors["weight_scale"].float().reshape(-1, 1), quantized.scale)
+
+
+def linear_weight_bits_of(layer):
+    from helper.evaluate import linear_weight_bits
+
+    holder = nn.Sequential(layer)
+    return linear_weight_bits(holder)["bytes"]
+
+
+def test_checkpoint_format_numbers_of_the_lesson():
+    from helper.sizes import weight_storage_bits
+
+    assert weight_storage_bits(4, 128, symmetric=False) == 4 + 20 / 128  # 4.156: GPTQ/AWQ asym files
+    assert weight_storage_bits(4, 128) == 4.125
+    assert weight_storage_bits(4, 128, False, "float", 32) == 4.5  # the old simulation's accounting
+    assert weight_storage_bits(2, 32, symmetric=False) == 2 + 18 / 32
+    with pytest.raises(ValueError, match="scale_bits must be 16"):
+        weight_storage_bits(4, 128, scale_bits=8)
+    with pytest.raises(ValueError, match="zero_point_domain"):
+        GPTQConfig(zero_point_domain="half")
+
+
+@pytest.mark.parametrize("symmetric, domain", [(True, "int"), (False, "int"), (False, "float")])
+def test_rtn_is_gptq_without_error_feedback(symmetric, domain):
+    """With an identity Hessian no column's error reaches another: GPTQ reduces to RTN on the same grid."""
+    _, weight, _ = _problem()
+    config = GPTQConfig(4, 32, symmetric, zero_point_domain=domain, scale_bits=16)
+    rtn = rtn_quantize_weight(weight, config)
+    gptq = gptq_quantize_weight(weight, torch.eye(128), dataclasses.replace(config, damp=0.0)).weight
+    assert torch.allclose(rtn, gptq, atol=1e-6)
+    fp32 = rtn_quantize_weight(weight, dataclasses.replace(config, scale_bits=32))
+    assert torch.equal(fp32, quantize_tensor(weight, weight_scheme(config, 32)).dequantize())  # lesson 03's RTN
+
+
+class _Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.gate, self.up, self.down = nn.Linear(32, 64), nn.Linear(32, 64), nn.Linear(64, 32)
+
+    def forward(self, x):
+        return self.down(torch.relu(self.gate(x)) * self.up(x))
+
+
+def test_true_sequential_stages_and_per_layer_configs():
+    from helper.gptq import sequential_stages
+
+    block = _Mlp()
+    x = torch.randn(256, 32) * torch.linspace(0.2, 3, 32)
+    inputs = BlockInputs(hidden=[x])
+    assert sequential_stages(block, inputs, ["gate", "up", "down"]) == [["gate", "up"], ["down"]]
+    reference = block(x).detach()
+    errors = {}
+    for sequential in (False, True):
+        quantized = copy.deepcopy(block)
+        results = gptq_quantize_blocks([quantized], inputs, GPTQConfig(3, 32, true_sequential=sequential),
+                                       layer_configs={"blocks.0.down": GPTQConfig(8, None)})
+        assert results["blocks.0.down"].quantized.scheme.bits == 8 and results["blocks.0.up"].quantized.scheme.bits == 3
+        errors[sequential] = (quantized(x) - reference).pow(2).mean().item()
+    assert errors[True] != errors[False]  # down's Hessian came from quantized gate/up outputs

@@ -63,3 +63,40 @@ def test_rtn_int4_weight_equals_the_packed_layer():
     linear = _tiny_llama().model.layers[0].mlp.down_proj
     layer = W4A16Linear.from_linear(linear, 128, adapt_group_size=True)
     assert torch.equal(rtn_int4_weight(linear.weight), layer.dequantized_weight())
+
+
+def test_per_layer_units_and_the_fisher_sensitivity():
+    from helper.mixed_precision import fisher_sensitivity
+
+    model = _tiny_llama()
+    units = layer_units(model, "layer")
+    assert len(units) == 14 and units["model.layers.1.mlp.down_proj"] == ["model.layers.1.mlp.down_proj"]
+    names = list(units)
+    windows = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(0))
+    before = copy.deepcopy(model.state_dict())
+    flags = [p.requires_grad for p in model.parameters()]
+    coarse = fisher_sensitivity(model, windows, names, lambda name, w: rtn_int4_weight(w, 32))
+    exact = fisher_sensitivity(model, windows, names, lambda name, w: w)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert flags == [p.requires_grad for p in model.parameters()]
+    assert all(value == 0 for value in exact.values()) and all(value > 0 for value in coarse.values())
+    finer = fisher_sensitivity(model, windows, names[:1], lambda name, w: w + 0.5 * (rtn_int4_weight(w, 32) - w))
+    assert finer[names[0]] == pytest.approx(coarse[names[0]] / 4, rel=1e-4)  # quadratic in the error
+
+
+@pytest.mark.parametrize("extra", [0.05, 0.2, 0.5, 1.0, 1.8])
+@pytest.mark.parametrize("scale_bits, symmetric", [(16, False), (32, True)], ids=["fp16-asym", "fp32-sym"])
+def test_per_layer_allocation_respects_the_budget_exactly(extra, scale_bits, symmetric):
+    from helper.methods import grid_bits_per_weight
+
+    model = _tiny_llama()
+    units = layer_units(model, "layer")
+    budget = grid_bits_per_weight(model, 4, 32, symmetric, "int", scale_bits) + extra
+    generator = torch.Generator().manual_seed(int(extra * 100))
+    sensitivity = {unit: torch.rand(1, generator=generator).item() for unit in units}
+    allocation = allocate_bits(model, units, sensitivity, budget, 32, symmetric, "int", scale_bits)
+    int8 = tuple(unit for unit, bits in allocation.items() if bits == 8)
+    spent = grid_bits_per_weight(model, 4, 32, symmetric, "int", scale_bits, int8_layers=int8)
+    assert spent <= budget + 1e-12
+    for unit in set(units) - set(int8):  # nothing left at 4 bits would still fit: the budget is used up
+        assert grid_bits_per_weight(model, 4, 32, symmetric, "int", scale_bits, int8_layers=int8 + (unit,)) > budget
