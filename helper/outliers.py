@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .smoothquant import activation_channel_absmax
+from .validation import InputTypeError, check_float_tensor, check_real, check_tensor
 
 __all__ = ["find_outlier_features", "int8_matmul_vectorwise", "llm_int8_linear", "LLMInt8Linear",
            "llm_int8_model"]
@@ -21,11 +22,16 @@ __all__ = ["find_outlier_features", "int8_matmul_vectorwise", "llm_int8_linear",
 def find_outlier_features(model: nn.Module, windows: torch.Tensor, threshold: float = 6.0,
                           exclude: tuple[str, ...] = ("lm_head",)) -> dict[str, torch.Tensor]:
     """For each linear layer, the input feature dims where some calibration |x| exceeds threshold."""
+    threshold = check_real(threshold, "threshold", low=0, finite=False)
     maxima = activation_channel_absmax(model, windows, exclude=exclude)
     return {name: torch.nonzero(absmax > threshold).flatten() for name, absmax in maxima.items()}
 
 
 def _check(x: torch.Tensor, weight: torch.Tensor) -> None:
+    for name, tensor in (("x", x), ("weight", weight)):
+        check_tensor(tensor, name)
+        if not tensor.is_floating_point():
+            raise InputTypeError(f"{name} must be a floating-point tensor, got {tensor.dtype}")
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
     if x.shape[-1] != weight.shape[1]:
@@ -54,6 +60,11 @@ def llm_int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
                     threshold: float = 6.0) -> torch.Tensor:
     """Outlier columns (any |x| > threshold) in full precision, the rest vector-wise int8; threshold 0 = F.linear."""
     _check(x, weight)
+    threshold = check_real(threshold, "threshold", low=0, finite=False)  # inf: pure int8; NaN would mean that too
+    if bias is not None:
+        check_float_tensor(bias, "bias")
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
     rows = x.reshape(-1, x.shape[-1])
     outliers = (rows.abs() > threshold).any(dim=0)  # (in,)
     regular = ~outliers
@@ -75,6 +86,9 @@ class LLMInt8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear, threshold: float = 6.0) -> None:
         super().__init__()
+        if not isinstance(linear, nn.Linear):
+            raise InputTypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        threshold = check_real(threshold, "threshold", low=0, finite=False)
         self.in_features, self.out_features, self.threshold = linear.in_features, linear.out_features, threshold
         self.register_buffer("weight", linear.weight.detach().clone())
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
@@ -97,6 +111,7 @@ class LLMInt8Linear(nn.Module):
 @torch.no_grad()
 def llm_int8_model(model: nn.Module, threshold: float = 6.0, exclude: tuple[str, ...] = ("lm_head",)) -> nn.Module:
     """Swap every linear layer (but lm_head) for LLMInt8Linear, in place; threshold inf = pure int8."""
+    threshold = check_real(threshold, "threshold", low=0, finite=False)
     targets = [(name, module) for name, module in model.named_modules()
                if isinstance(module, nn.Linear) and not any(name == e or name.endswith("." + e) for e in exclude)]
     for name, linear in targets:

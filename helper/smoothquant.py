@@ -15,6 +15,8 @@ from torch import nn
 from .awq import LLAMA_SCALE_GROUPS, ScaleGroup, apply_scale
 from .layerwise import decoder_blocks
 from .linear_quant import QuantScheme, quantize_tensor
+from .validation import (InputTypeError, check_choice, check_float_tensor, check_int_in_range, check_probability,
+                         check_real, check_token_ids)
 
 __all__ = ["ACTIVATION_MODES", "activation_channel_absmax", "smoothing_scales", "smooth_model", "fake_int8_rows",
            "W8A8FakeLinear", "w8a8_model"]
@@ -28,6 +30,8 @@ def activation_channel_absmax(model: nn.Module, windows: torch.Tensor, batch_siz
     """max|X_j| per input channel of every linear layer, over calibration windows (disjoint from evaluation)."""
     if not isinstance(windows, torch.Tensor) or windows.dim() != 2 or windows.shape[0] == 0:
         raise ValueError("no calibration data: windows must be a non-empty (n, tokens) tensor of token ids")
+    check_token_ids(windows, "windows", _vocab_size(model))
+    batch_size = check_int_in_range(batch_size, "batch_size", 1)
     absmax: dict[str, torch.Tensor] = {}
 
     def hook(name: str):
@@ -47,10 +51,24 @@ def activation_channel_absmax(model: nn.Module, windows: torch.Tensor, batch_siz
     return absmax
 
 
+def _vocab_size(model: nn.Module) -> int | None:
+    """How many token ids the model's input embedding takes, if it has one."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return getattr(embeddings, "num_embeddings", None)
+
+
+def _check_maxima(x: object, name: str) -> torch.Tensor:
+    check_float_tensor(x, name)
+    if (x < 0).any():
+        raise ValueError(f"{name} holds maxima of |x|, which cannot be negative")
+    return x
+
+
 def smoothing_scales(act_absmax: torch.Tensor, weight_absmax: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
     """s_j = max|X_j|^alpha / max|W_j|^(1 - alpha); both maxima clamped to >= 1e-5 so s is finite and > 0."""
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    check_probability(alpha, "alpha")
+    _check_maxima(act_absmax, "act_absmax")
+    _check_maxima(weight_absmax, "weight_absmax")
     if act_absmax.shape != weight_absmax.shape:
         raise ValueError(f"one maximum per channel each: {tuple(act_absmax.shape)} vs {tuple(weight_absmax.shape)}")
     return act_absmax.clamp(min=1e-5).pow(alpha) / weight_absmax.clamp(min=1e-5).pow(1 - alpha)
@@ -63,6 +81,11 @@ def smooth_model(model: nn.Module, act_absmax: dict[str, torch.Tensor], alpha: f
 
     The fp32 function is unchanged; act_absmax comes from activation_channel_absmax on the unsmoothed model.
     """
+    check_probability(alpha, "alpha")
+    if not isinstance(act_absmax, dict):
+        raise InputTypeError(f"act_absmax must be a dict of maxima per layer name, got {type(act_absmax).__name__}")
+    for key, value in act_absmax.items():  # all checked before the first fold: a NaN never reaches the model
+        _check_maxima(value, f"act_absmax[{key!r}]")
     for index, block in enumerate(decoder_blocks(model)):
         prefix = next(name for name, module in model.named_modules() if module is block)
         for group in groups:
@@ -78,6 +101,11 @@ def smooth_model(model: nn.Module, act_absmax: dict[str, torch.Tensor], alpha: f
 
 def fake_int8_rows(x: torch.Tensor, absmax: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric int8 fake quantization: per row of x (dynamic, per token), or with one given absmax (static)."""
+    check_float_tensor(x, "x")
+    if absmax is not None and not isinstance(absmax, torch.Tensor):
+        absmax = torch.tensor(check_real(absmax, "absmax", low=0))
+    elif absmax is not None:
+        _check_maxima(absmax, "absmax")
     rows = x.reshape(-1, x.shape[-1]).float()  # (tokens, features)
     if absmax is None:
         absmax = rows.abs().amax(dim=1, keepdim=True)
@@ -90,10 +118,14 @@ class W8A8FakeLinear(nn.Module):
 
     def __init__(self, linear: nn.Linear, activations: str = "per_token", act_absmax: float | None = None) -> None:
         super().__init__()
+        if not isinstance(linear, nn.Linear):
+            raise InputTypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
         if activations not in ACTIVATION_MODES:
             raise ValueError(f"activations must be one of {ACTIVATION_MODES}, got {activations!r}")
         if activations == "per_tensor" and act_absmax is None:
             raise ValueError("static per-tensor activations need act_absmax from calibration")
+        if act_absmax is not None:
+            act_absmax = check_real(act_absmax, "act_absmax", low=0)  # NaN or Inf would make every output NaN
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.activations = activations
         scheme = QuantScheme(bits=8, granularity="per_channel", restricted=True)
@@ -103,6 +135,9 @@ class W8A8FakeLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """y = Q8(x) Q8(W)^T + b, all in fp32 (a simulation of an int8 GEMM's numerics, not its speed)."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise InputTypeError(f"x must be floating-point activations, got "
+                                 f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
         absmax = self.act_absmax if self.activations == "per_tensor" else None
         return F.linear(fake_int8_rows(x, absmax), self.weight, self.bias)
 
@@ -111,6 +146,7 @@ class W8A8FakeLinear(nn.Module):
 def w8a8_model(model: nn.Module, activations: str = "per_token", act_absmax: dict[str, torch.Tensor] | None = None,
                exclude: tuple[str, ...] = ("lm_head",)) -> nn.Module:
     """Swap every linear layer (but lm_head) for W8A8FakeLinear, in place; static mode needs act_absmax."""
+    check_choice(activations, "activations", ACTIVATION_MODES)
     targets = [(name, module) for name, module in model.named_modules()
                if isinstance(module, nn.Linear) and not any(name == e or name.endswith("." + e) for e in exclude)]
     for name, linear in targets:

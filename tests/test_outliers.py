@@ -68,3 +68,29 @@ def test_outlier_features_of_a_tiny_model_and_bad_input():
         llm_int8_linear(torch.full((2, 3), float("nan")), torch.ones(4, 3))
     with pytest.raises(ValueError, match="no calibration data"):
         find_outlier_features(model, torch.zeros(0, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: llm_int8_linear(torch.ones(2, 3), torch.ones(4, 3), threshold=float("nan")),
+     "threshold must be a finite number, got nan"),
+    (lambda: llm_int8_linear(torch.ones(2, 3), torch.ones(4, 3), threshold=-1), "threshold must be >= 0"),
+    (lambda: llm_int8_linear(torch.ones(2, 3), torch.ones(4, 3), threshold="6"), "threshold must be a number"),
+    (lambda: llm_int8_linear(torch.ones(2, 3), torch.ones(4, 3), torch.full((4,), float("nan"))),
+     "bias contains NaN or Inf"),
+    (lambda: llm_int8_linear(torch.ones(2, 3), torch.ones(4, 3), torch.ones(3)), r"bias must have shape \(4,\)"),
+    (lambda: llm_int8_linear(torch.ones(2, 3, dtype=torch.long), torch.ones(4, 3)), "x must be a floating-point"),
+    (lambda: llm_int8_linear([[1.0]], torch.ones(4, 1)), "x must be a torch.Tensor"),
+    (lambda: int8_matmul_vectorwise(torch.ones(2, 3), torch.ones(4, 3, dtype=torch.int8)),
+     "weight must be a floating-point"),
+    (lambda: LLMInt8Linear(torch.nn.Linear(3, 2), threshold=float("nan")), "threshold must be a finite number"),
+    (lambda: LLMInt8Linear("linear"), "linear must be an nn.Linear"),
+], ids=["nan-threshold", "negative-threshold", "string-threshold", "nan-bias", "bias-shape", "int-x", "list-x",
+        "int-weight", "layer-nan-threshold", "layer-string"])
+def test_odd_thresholds_and_inputs_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_an_infinite_threshold_is_pure_int8():
+    x, weight = torch.randn(4, 8), torch.randn(3, 8)
+    assert torch.equal(llm_int8_linear(x, weight, threshold=float("inf")), int8_matmul_vectorwise(x, weight))

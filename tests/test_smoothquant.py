@@ -80,3 +80,47 @@ def test_fake_int8_rows_and_layer():
         activation_channel_absmax(_tiny_llama(), torch.zeros(0, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="no activation maxima"):
         smooth_model(_tiny_llama(), {})
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: smoothing_scales(torch.tensor([1.0, NAN]), torch.ones(2)), "act_absmax contains NaN or Inf"),
+    (lambda: smoothing_scales(torch.ones(2), torch.tensor([INF, 1.0])), "weight_absmax contains NaN or Inf"),
+    (lambda: smoothing_scales(torch.tensor([-1.0, 1.0]), torch.ones(2)), "act_absmax holds maxima of |x|"),
+    (lambda: smoothing_scales(torch.ones(2), torch.ones(2), alpha=NAN), "alpha must be a finite number"),
+    (lambda: smoothing_scales([1.0], torch.ones(1)), "act_absmax must be a torch.Tensor"),
+    (lambda: smooth_model(_tiny_llama(), {"model.layers.0.self_attn.q_proj": torch.full((64,), NAN)}),
+     r"act_absmax\['model.layers.0.self_attn.q_proj'\] contains NaN or Inf"),
+    (lambda: smooth_model(_tiny_llama(), [1.0]), "act_absmax must be a dict"),
+    (lambda: smooth_model(_tiny_llama(), {}, alpha=1.5), r"alpha must be in \[0.0, 1.0\]"),
+    (lambda: W8A8FakeLinear(torch.nn.Linear(3, 2), "per_tensor", NAN), "act_absmax must be a finite number"),
+    (lambda: W8A8FakeLinear(torch.nn.Linear(3, 2), "per_tensor", INF), "act_absmax must be a finite number"),
+    (lambda: W8A8FakeLinear(torch.nn.Linear(3, 2), "per_tensor", -1.0), "act_absmax must be >= 0"),
+    (lambda: W8A8FakeLinear("linear"), "linear must be an nn.Linear"),
+    (lambda: W8A8FakeLinear(torch.nn.Linear(3, 2))(torch.ones(1, 3, dtype=torch.long)),
+     "x must be floating-point activations"),
+    (lambda: fake_int8_rows(torch.tensor([[1.0, NAN]])), "x contains NaN or Inf"),
+    (lambda: fake_int8_rows(torch.ones(1, 2), NAN), "absmax must be a finite number"),
+    (lambda: w8a8_model(_tiny_llama(), "per_row"), "activations must be one of"),
+    (lambda: activation_channel_absmax(_tiny_llama(), torch.full((1, 4), 128)),
+     r"windows must be token ids in 0..127, got ids from 128 to 128"),
+    (lambda: activation_channel_absmax(_tiny_llama(), _windows(), batch_size=0), "batch_size must be an integer >= 1"),
+    (lambda: activation_channel_absmax(_tiny_llama(), torch.ones(2, 4)), "windows must hold integer token ids"),
+], ids=["nan-act", "inf-weight", "negative-act", "nan-alpha", "list-act", "smooth-nan", "smooth-list",
+        "smooth-alpha", "w8a8-nan", "w8a8-inf", "w8a8-negative", "w8a8-string", "w8a8-int-x", "rows-nan",
+        "rows-absmax-nan", "w8a8-model-mode", "ids-beyond-vocab", "batch-zero", "float-ids"])
+def test_non_finite_or_odd_inputs_never_reach_the_model(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_smooth_model_with_a_nan_leaves_the_model_untouched():
+    model = _tiny_llama()
+    absmax = activation_channel_absmax(model, _windows())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    absmax[list(absmax)[-1]] = absmax[list(absmax)[-1]].clone().fill_(NAN)
+    with pytest.raises(ValueError, match="contains NaN or Inf"):
+        smooth_model(model, absmax)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
