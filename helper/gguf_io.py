@@ -9,6 +9,7 @@ tensor; then, aligned to general.alignment (32), the tensor data. Strings are u6
 from __future__ import annotations
 
 import math
+import mmap
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +134,8 @@ def read_gguf(path: str | Path) -> GGUFFile:
     if not path.is_file():
         raise FileNotFoundError(f"no GGUF file at {path}")
     size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(min(size, 64 << 20))  # metadata and tensor table live in the first MB
+    with open(path, "rb") as handle:  # mapped, not read: only the header's pages are touched, nothing is copied
+        head = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
     cursor = _Cursor(head)
     magic = cursor.take(4, "magic")
     if magic != b"GGUF":
@@ -152,7 +153,8 @@ def read_gguf(path: str | Path) -> GGUFFile:
         if key in metadata:
             raise GGUFFormatError(f"metadata key {key!r} appears twice (at byte {cursor.pos:,})")
         value_type = cursor.scalar("<I", f"type of {key}")
-        item_type = struct.unpack("<I", cursor.data[cursor.pos:cursor.pos + 4])[0] if value_type == _ARRAY else None
+        item_type = (struct.unpack("<I", cursor.data[cursor.pos:cursor.pos + 4])[0]
+                     if value_type == _ARRAY and cursor.pos + 4 <= len(cursor.data) else None)  # else value() says
         metadata[key] = cursor.value(value_type, key)
         metadata_types[key] = (value_type, item_type)
     entries, names = [], set()

@@ -310,3 +310,10 @@ def test_dequantizers_take_bytes_only():
         dequantize_q8_0(np.zeros(34, dtype=np.float32))
     with pytest.raises(TypeError, match="data must be raw bytes .* got list"):
         dequantize_q4_0([0] * 18)
+
+
+def test_an_array_cut_before_its_item_type_is_a_truncation(tmp_path):
+    with pytest.raises(GGUFFormatError, match="file truncated: array type of k"):
+        read_gguf(_write(tmp_path, _gguf(_string("k") + (9).to_bytes(4, "little"), 1)[:40]))
+    with pytest.raises(GGUFFormatError, match="file truncated: magic"):
+        read_gguf(_write(tmp_path, b""))
