@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .gptq import GPTQConfig, rtn_quantize_weight
+from .validation import check_float_tensor, check_real
 from .layers import fit_group_size
 from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linear_layers, quantize_blocks_sequentially,
                         run_block)
@@ -94,6 +95,7 @@ LLAMA_SCALE_GROUPS = (
 
 def activation_scale(x: torch.Tensor) -> torch.Tensor:
     """s_x: mean |x_j| of each input channel over all tokens, (in_features,)."""
+    check_float_tensor(x, "x", allow_empty=True)
     if x.numel() == 0:
         raise ValueError("no calibration data: activations are empty")
     return x.detach().reshape(-1, x.shape[-1]).float().abs().mean(dim=0)
@@ -101,6 +103,10 @@ def activation_scale(x: torch.Tensor) -> torch.Tensor:
 
 def awq_scales(x_scale: torch.Tensor, alpha: float) -> torch.Tensor:
     """s = s_x^alpha, normalised so that sqrt(max(s) min(s)) = 1 (keeps weights and activations in range)."""
+    check_float_tensor(x_scale, "x_scale")
+    if (x_scale < 0).any():
+        raise ValueError("x_scale holds mean |x| per channel, which cannot be negative")
+    alpha = check_real(alpha, "alpha", 0, 1)
     scales = x_scale.clamp(min=1e-4).pow(alpha)
     return scales / (scales.max() * scales.min()).sqrt()
 

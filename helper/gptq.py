@@ -21,6 +21,7 @@ from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linea
                         run_block)
 from .linear_quant import QuantizedTensor, QuantScheme, _storage_dtype, choose_qparams
 from .packing import pack
+from .validation import check_float_tensor, check_int_in_range
 
 __all__ = ["GPTQConfig", "GPTQResult", "HessianAccumulator", "gptq_quantize_weight", "gptq_quantize_blocks",
            "gptq_quantize_model", "gptq_pack", "weight_scheme", "rtn_quantize_weight", "checkpoint_tensors",
@@ -93,11 +94,13 @@ class HessianAccumulator:
     """Running H = 2/n sum_i x_i x_i^T over every calibration vector x_i that reaches a linear layer."""
 
     def __init__(self, in_features: int) -> None:
+        in_features = check_int_in_range(in_features, "in_features", 1, 1 << 14)  # H is in^2 floats: 1 GB at most
         self.hessian = torch.zeros(in_features, in_features)
         self.samples = 0
 
     def add_batch(self, x: torch.Tensor) -> None:
         """Add a batch of inputs (..., in_features)."""
+        check_float_tensor(x, "x")  # one NaN would make all of H NaN
         x = x.detach().reshape(-1, x.shape[-1]).float()  # (n, in)
         if x.shape[1] != self.hessian.shape[0]:
             raise ValueError(f"inputs have {x.shape[1]} features, the layer has {self.hessian.shape[0]}")

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .layers import W4A16Linear, W8A16Linear, fit_group_size
 from .linear_quant import QuantScheme, quantize_tensor
 from .sizes import weight_storage_bits
+from .validation import InputTypeError, check_choice, check_real
 
 __all__ = ["UNIT_KINDS", "layer_units", "rtn_int4_weight", "unit_sensitivity", "fisher_sensitivity",
            "bits_per_weight_of", "allocate_bits", "apply_allocation"]
@@ -137,6 +138,14 @@ def allocate_bits(model: nn.Module, units: dict[str, list[str]], sensitivity: di
 
     Costs are the storage of the int4 grid (symmetric, zero_point_domain, scale_bits) and of int8 per row.
     """
+    budget_bits = check_real(budget_bits, "budget_bits", low=0, low_open=True)
+    if not isinstance(units, dict) or not units:
+        raise ValueError("units must be a non-empty dict of unit -> layer names (from layer_units)")
+    missing = [unit for unit in units if unit not in sensitivity]
+    if missing:
+        raise ValueError(f"sensitivity has no value for {missing[:3]}")
+    for unit in units:
+        check_real(sensitivity[unit], f"sensitivity[{unit!r}]")
     sizes = {unit: [(model.get_submodule(n).weight.numel(), model.get_submodule(n)) for n in names]
              for unit, names in units.items()}
     total = sum(count for layers in sizes.values() for count, _ in layers)
@@ -160,6 +169,12 @@ def allocate_bits(model: nn.Module, units: dict[str, list[str]], sensitivity: di
 def apply_allocation(model: nn.Module, units: dict[str, list[str]], allocation: dict[str, int],
                      group_size: int = 128) -> nn.Module:
     """Swap each unit's linear layers for W8A16Linear or W4A16Linear (symmetric, group_size), in place."""
+    if not isinstance(allocation, dict):
+        raise InputTypeError(f"allocation must be a dict of unit -> bits, got {type(allocation).__name__}")
+    for unit in units:  # all checked before the first swap; bits 6 must not quietly become 4
+        if unit not in allocation:
+            raise ValueError(f"allocation has no bits for unit {unit!r}")
+        check_choice(allocation[unit], f"allocation[{unit!r}]", (4, 8))
     for unit, names in units.items():
         bits = allocation[unit]
         for name in names:

@@ -157,3 +157,17 @@ def test_clip_search_is_never_worse_than_no_clip_on_a_toy_block(symmetric):
     apply_clip(mlp.up_proj, max_val)
     mlp.up_proj.weight.copy_(rtn_weight(mlp.up_proj.weight, config))
     assert (mlp(x) - reference).pow(2).mean() <= (plain(x) - reference).pow(2).mean()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: activation_scale(torch.tensor([[1.0, float("nan")]])), "x contains NaN or Inf"),
+    (lambda: activation_scale(torch.ones(2, 3, dtype=torch.long)), "x must be a floating-point tensor"),
+    (lambda: activation_scale([[1.0]]), "x must be a torch.Tensor"),
+    (lambda: awq_scales(torch.tensor([1.0, float("inf")]), 0.5), "x_scale contains NaN or Inf"),
+    (lambda: awq_scales(torch.tensor([1.0, -1.0]), 0.5), "x_scale holds mean"),
+    (lambda: awq_scales(torch.ones(3), float("nan")), "alpha must be a finite number"),
+    (lambda: awq_scales(torch.ones(3), 2.0), r"alpha must be in \[0, 1\]"),
+], ids=["nan-x", "int-x", "list-x", "inf-scale", "negative-scale", "nan-alpha", "alpha-range"])
+def test_nan_activations_and_odd_alphas_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -243,3 +243,16 @@ def test_true_sequential_stages_and_per_layer_configs():
         assert results["blocks.0.down"].quantized.scheme.bits == 8 and results["blocks.0.up"].quantized.scheme.bits == 3
         errors[sequential] = (quantized(x) - reference).pow(2).mean().item()
     assert errors[True] != errors[False]  # down's Hessian came from quantized gate/up outputs
+
+
+def test_hessian_accumulator_refuses_nan_and_odd_sizes():
+    accumulator = HessianAccumulator(4)
+    with pytest.raises(ValueError, match=r"x contains NaN or Inf \(1 of 8 values\)"):
+        accumulator.add_batch(torch.tensor([[1.0, 2.0, 3.0, float("nan")], [1.0, 2.0, 3.0, 4.0]]))
+    with pytest.raises(ValueError, match="x must be a floating-point tensor"):
+        accumulator.add_batch(torch.ones(2, 4, dtype=torch.long))
+    assert accumulator.samples == 0  # nothing was added
+    with pytest.raises(ValueError, match=r"in_features must be an integer in \[1, 16,384\]"):
+        HessianAccumulator(10**6)
+    with pytest.raises(ValueError, match="in_features must be an integer"):
+        HessianAccumulator(4.5)

@@ -100,3 +100,24 @@ def test_per_layer_allocation_respects_the_budget_exactly(extra, scale_bits, sym
     assert spent <= budget + 1e-12
     for unit in set(units) - set(int8):  # nothing left at 4 bits would still fit: the budget is used up
         assert grid_bits_per_weight(model, 4, 32, symmetric, "int", scale_bits, int8_layers=int8 + (unit,)) > budget
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda units, s, a: apply_allocation(_tiny_llama(), units, {**a, "mlp.down_proj": 6}),
+     r"allocation\['mlp.down_proj'\] must be one of 4, 8; got 6"),
+    (lambda units, s, a: apply_allocation(_tiny_llama(), units, {**a, "mlp.down_proj": "8"}), "must be one of 4, 8"),
+    (lambda units, s, a: apply_allocation(_tiny_llama(), units, {}), "allocation has no bits for unit"),
+    (lambda units, s, a: apply_allocation(_tiny_llama(), units, [4]), "allocation must be a dict"),
+    (lambda units, s, a: allocate_bits(_tiny_llama(), units, s, float("nan")), "budget_bits must be a finite"),
+    (lambda units, s, a: allocate_bits(_tiny_llama(), units, s, 0), "budget_bits must be > 0"),
+    (lambda units, s, a: allocate_bits(_tiny_llama(), units, {**s, "mlp.up_proj": float("nan")}, 6.0),
+     r"sensitivity\['mlp.up_proj'\] must be a finite number"),
+    (lambda units, s, a: allocate_bits(_tiny_llama(), units, {}, 6.0), "sensitivity has no value for"),
+    (lambda units, s, a: allocate_bits(_tiny_llama(), {}, s, 6.0), "units must be a non-empty dict"),
+], ids=["bits-6", "bits-string", "allocation-missing", "allocation-list", "budget-nan", "budget-zero",
+        "sensitivity-nan", "sensitivity-missing", "units-empty"])
+def test_allocation_refuses_bits_it_cannot_store(change, message):
+    units = layer_units(_tiny_llama(), "type")
+    sensitivity = {unit: float(i) for i, unit in enumerate(units)}
+    with pytest.raises(ValueError, match=message):
+        change(units, sensitivity, {unit: 4 for unit in units})
