@@ -10,6 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .sizes import tensor_bytes
+from .validation import InputTypeError, check_bool, check_int_in_range, check_token_ids
 
 __all__ = ["logit_error", "mean_cosine", "weight_differences", "reference_text", "token_windows", "perplexity",
            "next_token_agreement", "linear_weight_bits", "stdlib_docstring_text"]
@@ -50,6 +51,22 @@ def weight_differences(reference: torch.nn.Module, other: torch.nn.Module) -> di
             for name, param in reference.named_parameters()}
 
 
+def _check_windows(model: nn.Module, windows: object) -> torch.Tensor:
+    """(n >= 1, 2 <= length <= the model's context) token ids, each below the model's vocabulary size."""
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(windows, torch.Tensor) or windows.dim() != 2 or windows.shape[1] < 2:
+        shape = tuple(windows.shape) if isinstance(windows, torch.Tensor) else type(windows).__name__
+        raise ValueError(f"windows must be (n, length >= 2) token ids, got {shape}")
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    check_token_ids(windows, "windows", getattr(embeddings, "num_embeddings", None))
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(context, int) and windows.shape[1] > context:
+        raise ValueError(f"windows of {windows.shape[1]:,} tokens are longer than the model's context of "
+                         f"{context:,} tokens: the perplexity would be measured beyond what it was trained for")
+    return windows
+
+
 def reference_text() -> str:
     """English text every machine has: CPython's pydoc topics (pydoc_data), sorted by key, blank-line joined."""
     from pydoc_data.topics import topics
@@ -76,6 +93,8 @@ def stdlib_docstring_text() -> str:
 
 def token_windows(tokenizer, n_windows: int = 16, window: int = 512, text: str | None = None) -> torch.Tensor:
     """(n_windows, window) token ids: consecutive, non-overlapping windows from the start of the text."""
+    check_int_in_range(n_windows, "n_windows")
+    check_int_in_range(window, "window")
     if n_windows < 1 or window < 2:
         raise ValueError(f"need n_windows >= 1 and window >= 2, got {n_windows} and {window}")
     ids = tokenizer(reference_text() if text is None else text, return_tensors="pt")["input_ids"][0]
@@ -89,8 +108,9 @@ def token_windows(tokenizer, n_windows: int = 16, window: int = 512, text: str |
 @torch.no_grad()
 def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1, progress: bool = False) -> float:
     """exp(mean negative log-likelihood) of every next token in every window (each window on its own)."""
-    if windows.dim() != 2 or windows.shape[1] < 2:
-        raise ValueError(f"windows must be (n, length >= 2) token ids, got shape {tuple(windows.shape)}")
+    _check_windows(model, windows)
+    batch_size = check_int_in_range(batch_size, "batch_size", 1)
+    progress = check_bool(progress, "progress")
     total_nll, total_tokens = 0.0, 0
     batches = range(0, windows.shape[0], batch_size)
     for start in tqdm(batches, desc="perplexity", disable=not progress, leave=False):
@@ -107,6 +127,8 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 1, pro
 def next_token_agreement(reference: nn.Module, model: nn.Module, windows: torch.Tensor,
                          progress: bool = False) -> dict[str, float]:
     """Mean KL(reference || model) of next-token distributions (nats) and top-1 agreement, over all positions."""
+    _check_windows(reference, windows)
+    _check_windows(model, windows)
     total_kl, total_agree, count = 0.0, 0, 0
     for window in tqdm(windows, desc="KL", disable=not progress, leave=False):
         batch = window.unsqueeze(0)

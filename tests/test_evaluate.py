@@ -107,3 +107,29 @@ def test_linear_weight_bits_sees_quanto():
     quantize(model, weights=qint8)
     freeze(model)
     assert helper.linear_weight_bits(model)["bits_per_weight"] == 8 + 32 / 64
+
+
+@pytest.mark.parametrize("windows, kwargs, message", [
+    (torch.zeros(1, 65, dtype=torch.long), {}, "windows of 65 tokens are longer than the model's context of 64"),
+    (torch.full((1, 8), 64), {}, r"windows must be token ids in 0..63, got ids from 64 to 64"),
+    (torch.full((1, 8), -1), {}, r"windows must be token ids in 0..63, got ids from -1"),
+    (torch.zeros(0, 8, dtype=torch.long), {}, r"windows is empty \(shape \(0, 8\)\)"),
+    (torch.zeros(2, 8), {}, "windows must hold integer token ids, got dtype torch.float32"),
+    ([[1, 2, 3]], {}, "windows must be \\(n, length >= 2\\) token ids, got list"),
+    (torch.zeros(2, 8, dtype=torch.long), {"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    (torch.zeros(2, 8, dtype=torch.long), {"batch_size": 1.5}, "batch_size must be an integer"),
+    (torch.zeros(2, 8, dtype=torch.long), {"progress": "False"}, "progress must be True or False"),
+], ids=["beyond-context", "id-beyond-vocab", "negative-id", "no-windows", "float-ids", "list", "batch-zero",
+        "batch-float", "progress-string"])
+def test_perplexity_refuses_windows_the_model_cannot_read(tiny_llm, windows, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        helper.perplexity(tiny_llm, windows, **kwargs)
+
+
+def test_agreement_and_windows_check_their_arguments(tiny_llm, smollm2):
+    with pytest.raises(ValueError, match="windows must be token ids in 0..63"):
+        helper.next_token_agreement(tiny_llm, tiny_llm, torch.full((1, 8), 100))
+    with pytest.raises(ValueError, match="model must be an nn.Module"):
+        helper.perplexity("gpt2", torch.zeros(1, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match="n_windows must be an integer"):
+        helper.token_windows(smollm2[1], n_windows=2.5)
