@@ -207,8 +207,12 @@ def decompose(value: float, dtype: torch.dtype | str) -> Decomposition:
     dtype = resolve_dtype(dtype)
     if dtype not in FLOAT_LAYOUTS:
         raise ValueError(f"decompose works on float dtypes; {dtype_name(dtype)} is an integer type (use to_bits)")
+    return _decompose_bits(to_bits(value, dtype), dtype)
+
+
+def _decompose_bits(bits: str, dtype: torch.dtype) -> Decomposition:
+    """decompose() of one exact bit pattern (a float format has many NaN patterns; this keeps the one given)."""
     layout = FLOAT_LAYOUTS[dtype]
-    bits = to_bits(value, dtype)
     sign, exponent, mantissa = bits[0], bits[1 : 1 + layout.exponent_bits], bits[1 + layout.exponent_bits :]
     stored = from_bits(bits, dtype)
     if math.isnan(stored):
@@ -230,12 +234,23 @@ def _pattern_value(sign: int, magnitude: int, dtype: torch.dtype) -> float:
 
 
 def neighbours(value: float, dtype: torch.dtype | str) -> tuple[float, float]:
-    """The representable values just below and just above the stored value (inf/nan past the ends)."""
+    """The representable values just below and just above the stored value, like numpy.nextafter.
+
+    Past the ends: inf where the format has it (nextafter(65504, inf) = inf in fp16), nan where it
+    has none (float8_e4m3fn's next pattern after 448 is NaN). inf's neighbours are (largest, inf);
+    NaN is not ordered, so it has none: (nan, nan).
+    """
     dtype = resolve_dtype(dtype)
     if dtype not in FLOAT_LAYOUTS:
         stored = stored_value(value, dtype)
         info = torch.iinfo(dtype)
         return (stored - 1 if stored > info.min else math.nan, stored + 1 if stored < info.max else math.nan)
+    stored = stored_value(value, dtype)
+    if math.isnan(stored):
+        return math.nan, math.nan
+    if math.isinf(stored):
+        largest = torch.finfo(dtype).max
+        return (largest, math.inf) if stored > 0 else (-math.inf, -largest)
     raw = int(to_bits(value, dtype), 2)
     width = bit_width(dtype)
     sign, magnitude = raw >> (width - 1), raw & ((1 << (width - 1)) - 1)
@@ -263,18 +278,36 @@ def all_finite_values(dtype: torch.dtype | str) -> torch.Tensor:
     return torch.unique(values)  # sorted; +0 and -0 compare equal and collapse into one
 
 
+def _neighbour_text(neighbour: float) -> str:
+    # Only float8_e4m3fn, which has no inf, has a NaN pattern next to a finite value (after +-448).
+    return "none (the next pattern is NaN)" if math.isnan(neighbour) else repr(neighbour)
+
+
+def _describe_bits(bits: str, dtype: torch.dtype) -> list[str]:
+    """Fields, formula, exact value and neighbours of one bit pattern, one line each."""
+    parts = _decompose_bits(bits, dtype)
+    lines = [
+        f"{dtype_name(dtype)}: sign {parts.sign} | exponent {parts.exponent} | mantissa {parts.mantissa}"
+        f"  ({parts.kind})",
+        f"value    = {parts.formula()}",
+    ]
+    if parts.kind == "nan":
+        lines.append("stored   = nan: not a number, so it has no neighbours (any arithmetic with it gives nan)")
+        return lines
+    below, above = neighbours(parts.value, dtype)
+    lines += [f"stored   = {exact_decimal(parts.value)}" + ("" if parts.kind == "inf" else " (exactly)"),
+              f"below    = {_neighbour_text(below)}, above = {_neighbour_text(above)}"]
+    return lines
+
+
 def describe_value(value: float, dtype: torch.dtype | str) -> str:
     """What storing value in a float dtype does: bits, formula, exact stored value, neighbours, rounding error."""
     parts = decompose(value, dtype)
-    below, above = neighbours(value, dtype)
-    lines = [
-        f"{dtype_name(parts.dtype)}: sign {parts.sign} | exponent {parts.exponent} | mantissa {parts.mantissa}"
-        f"  ({parts.kind})",
-        f"value    = {parts.formula()}",
-        f"stored   = {exact_decimal(parts.value)} (exactly)",
-        f"below    = {below!r}, above = {above!r}",
-    ]
-    if math.isfinite(value) and math.isfinite(parts.value):
+    lines = _describe_bits(parts.bits, parts.dtype)
+    if math.isfinite(value) and math.isinf(parts.value):
+        lines.append(f"error    = overflow: {value!r} is beyond the largest finite value "
+                     f"{torch.finfo(parts.dtype).max!r}")
+    elif math.isfinite(value) and math.isfinite(parts.value):
         error = parts.value - value
         relative = abs(error) / abs(value) if value else 0.0
         lines.append(f"error    = {error:.3e} (relative {relative:.2e})")
@@ -313,7 +346,7 @@ def format_table(include_fp64: bool = False) -> list[dict[str, object]]:
             low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
             rows.append(dict(name=name, bits=bits, layout=f"two's complement, {bits} bits", min=low, max=high,
                              smallest_normal=None, smallest_subnormal=None, eps=1, decimal_digits=None,
-                             use=_TYPICAL_USE[name]))
+                             exact_digits=None, use=_TYPICAL_USE[name]))
             continue
         info = torch.finfo(dtype)
         layout = FLOAT_LAYOUTS[dtype]
@@ -323,8 +356,11 @@ def format_table(include_fp64: bool = False) -> list[dict[str, object]]:
             layout=f"1 sign, {layout.exponent_bits} exponent, {layout.mantissa_bits} mantissa",
             min=info.min, max=info.max, smallest_normal=info.smallest_normal,
             smallest_subnormal=smallest_subnormal, eps=info.eps,
-            # Decimal digits a format holds reliably: mantissa bits + the implicit 1, times log10(2).
+            # p = mantissa bits + the implicit 1 significant bits hold p log10(2) decimal digits' worth
+            # (7.2 for fp32), but only floor((p - 1) log10(2)) digits survive every round trip
+            # decimal -> float -> decimal: C's FLT_DIG = 6, DBL_DIG = 15 (torch.finfo.resolution = 10^-that).
             decimal_digits=round((layout.mantissa_bits + 1) * math.log10(2), 1),
+            exact_digits=math.floor(layout.mantissa_bits * math.log10(2)),
             use=_TYPICAL_USE[name]))
     return rows
 
@@ -340,7 +376,9 @@ def _fmt(number: object) -> str:
 def format_table_text(rows: list[dict[str, object]] | None = None) -> str:
     """The format table as aligned plain text (what the lesson prints)."""
     rows = format_table() if rows is None else rows
-    header = ["format", "bits", "min", "max", "smallest normal", "smallest subnormal", "eps", "digits"]
+    header = ["format", "bits", "min", "max", "smallest normal", "smallest subnormal", "eps", "digits",
+              "exact digits"]
     body = [[r["name"], str(r["bits"]), _fmt(r["min"]), _fmt(r["max"]), _fmt(r["smallest_normal"]),
-             _fmt(r["smallest_subnormal"]), _fmt(r["eps"]), _fmt(r["decimal_digits"])] for r in rows]
+             _fmt(r["smallest_subnormal"]), _fmt(r["eps"]), _fmt(r["decimal_digits"]), _fmt(r["exact_digits"])]
+            for r in rows]
     return text_table(header, body)

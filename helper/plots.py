@@ -32,7 +32,7 @@ def plot_bit_layout(value: float, dtype: torch.dtype | str, ax=None) -> Figure:
         ax.text(i + 0.46, 0.5, bit, ha="center", va="center", color="white", fontsize=10, fontweight="bold")
     for field, colour in FIELD_COLOURS.items():
         ax.plot([], [], "s", color=colour, label=field)
-    ax.set_xlim(0, layout.bits)
+    ax.set_xlim(-0.15, layout.bits + 0.07)  # a margin, so the first and last boxes do not touch the edge
     ax.set_ylim(-0.5, 1)
     ax.axis("off")
     ax.legend(loc="lower center", ncol=3, frameon=False, fontsize=8, borderaxespad=0)
@@ -42,21 +42,38 @@ def plot_bit_layout(value: float, dtype: torch.dtype | str, ax=None) -> Figure:
 
 def plot_value_spacing(dtypes: tuple[str, ...] = ("float8_e4m3fn", "float8_e5m2", "float16", "bfloat16"),
                        xlim: tuple[float, float] = (2.0**-20, 2.0**20), ax=None) -> Figure:
-    """Gap to the next representable value vs the value itself (log-log), within xlim: range and precision."""
+    """Gap to the next representable value vs the value itself (log-log), within xlim: range and precision.
+
+    Only values inside xlim are drawn, and the y axis spans just their gaps (bf16's subnormals, down to
+    2^-133, would otherwise squash every curve). A dot marks a format's largest value when it is in view.
+    """
+    if len(xlim) != 2 or not 0 < xlim[0] < xlim[1]:
+        raise ValueError(f"xlim must be (low, high) with 0 < low < high, got {xlim!r}")
     if ax is None:
-        _, ax = plt.subplots()
+        _, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
+    smallest_gap, largest_gap = np.inf, 0.0
     for name in dtypes:
-        values = all_finite_values(resolve_dtype(name))
-        positive = values[(values > 0) & (values <= xlim[1])]
-        gaps = positive[1:] - positive[:-1]
-        ax.step(positive[:-1].numpy(), gaps.numpy(), where="post", label=dtype_name(resolve_dtype(name)))
+        dtype = resolve_dtype(name)
+        values = all_finite_values(dtype)
+        positive = values[values > 0]
+        gaps = positive[1:] - positive[:-1]  # gap from each value to the next one up
+        starts = positive[:-1]
+        shown = (starts >= xlim[0]) & (starts <= xlim[1])
+        largest = positive[-1].item()
+        label = dtype_name(dtype) + (f" (max {largest:,g})" if largest <= xlim[1] else f" (max {largest:.3g})")
+        line, = ax.step(starts[shown].numpy(), gaps[shown].numpy(), where="post", label=label)
+        smallest_gap = min(smallest_gap, gaps[shown].min().item())
+        largest_gap = max(largest_gap, gaps[shown].max().item())
+        if largest <= xlim[1]:
+            ax.scatter([largest], [gaps[-1].item()], color=line.get_color(), s=18, zorder=3)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.set_xlim(*xlim)
+    ax.set_ylim(smallest_gap / 4, largest_gap * 4)
     ax.set_xlabel("value x (log scale)")
-    ax.set_ylabel("gap to next representable value")
+    ax.set_ylabel("gap to the next value (log scale)")
     ax.set_title("Floats are dense near 0 and sparse far away")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     return ax.figure
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import math
 
@@ -9,7 +10,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from .dtypes import FLOAT_LAYOUTS, decompose, describe_value, dtype_name, from_bits, resolve_dtype
+from .dtypes import FLOAT_LAYOUTS, _describe_bits, describe_value, dtype_name, from_bits, resolve_dtype, to_bits
 from .calibration import calibrate_range
 from .linear_quant import QuantScheme, quantization_error, quantize_tensor, to_rows
 from .plots import FIELD_COLOURS
@@ -17,49 +18,98 @@ from .plots import FIELD_COLOURS
 __all__ = ["bit_explorer", "quantization_playground", "playground_report"]
 
 
+def _tint(colour: str, white: float = 0.72) -> str:
+    """colour mixed with white (white = 0.72: 72 % white): a field's pale shade for its 0 bits."""
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{round(c + (255 - c) * white):02x}" for c in (red, green, blue))
+
+
+def _parse_number(text: str) -> float:
+    """A typed number: 0.1, -0, 1e-8, inf, nan, or a fraction like 1/3; ValueError if it is none of these."""
+    from fractions import Fraction
+
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        return float(Fraction(text.replace(" ", "")))  # raises ValueError for anything else
+
+
 def bit_explorer(value: float = 1 / 3, dtype: str = "float16") -> widgets.VBox:
-    """Type a number or flip bits: shows the stored value, its neighbours and the rounding error."""
+    """Type a number or click bits to flip them: shows the stored value, its neighbours and the rounding error.
+
+    Each bit is a button coloured by field (FIELD_COLOURS: sign, exponent, mantissa; 1 bits dark, 0 bits
+    pale); the value box takes 0.1, -0, 1e-8, inf, nan or 1/3 (Enter to apply). A flipped pattern is kept
+    exactly, NaN patterns included, and the value box shows what it stores.
+    """
     choices = [dtype_name(d) for d in FLOAT_LAYOUTS]
     dtype_box = widgets.Dropdown(options=choices, value=dtype_name(resolve_dtype(dtype)), description="dtype")
-    value_box = widgets.FloatText(value=value, description="value")
-    bits_row = widgets.HBox()
+    value_box = widgets.Text(value=repr(float(value)), description="value", continuous_update=False,
+                             placeholder="0.1, -0, 1e-8, inf, nan, 1/3")
+    legend = widgets.HTML(" ".join(
+        f"<span style='background:{colour};color:white;padding:0 6px'>{name}</span>"
+        for name, colour in FIELD_COLOURS.items()) + "&nbsp; click a bit to flip it (1 = dark, 0 = pale)")
+    bits_row = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))  # float64's 64 bits wrap
     report = widgets.HTML()
-    updating = {"now": False}  # a bit flip sets the value box; don't let that echo back into the bits
+    state = {"bits": "", "updating": False}  # the pattern shown; `updating` stops a flip echoing back
 
-    def field(i: int, name: str) -> str:
-        layout = FLOAT_LAYOUTS[resolve_dtype(name)]
+    def field(i: int) -> str:
+        layout = FLOAT_LAYOUTS[resolve_dtype(dtype_box.value)]
         return "sign" if i == 0 else "exponent" if i <= layout.exponent_bits else "mantissa"
 
-    def show(x: float) -> None:
-        name = dtype_box.value
-        parts = decompose(x, name)
+    def show(bits: str, typed: float | None = None) -> None:
+        name = resolve_dtype(dtype_box.value)
+        layout = FLOAT_LAYOUTS[name]
+        field_ends = {0, layout.exponent_bits}  # a gap after the sign and after the exponent
         buttons = []
-        for i, bit in enumerate(parts.bits):
-            button = widgets.ToggleButton(value=bit == "1", description=bit,
-                                          layout=widgets.Layout(width="28px", padding="0"))
-            button.style.button_color = FIELD_COLOURS[field(i, name)] if bit == "1" else "#eeeeee"
-            button.observe(lambda change, i=i: flip(i), names="value")
+        for i, bit in enumerate(bits):
+            colour = FIELD_COLOURS[field(i)]
+            button = widgets.Button(description=bit, tooltip=f"bit {layout.bits - 1 - i}: {field(i)}",
+                                    layout=widgets.Layout(width="28px", padding="0",
+                                                          margin="2px 8px 2px 1px" if i in field_ends else "2px 1px"))
+            button.style.button_color = colour if bit == "1" else _tint(colour)
+            button.style.text_color = "white" if bit == "1" else colour
+            button.style.font_weight = "bold"
+            button.on_click(lambda _, i=i: flip(i))
             buttons.append(button)
+        state["bits"] = bits
         bits_row.children = buttons
-        report.value = "<pre>" + describe_value(x, name) + "</pre>"
+        text = describe_value(typed, name) if typed is not None else "\n".join(_describe_bits(bits, name))
+        report.value = "<pre>" + html.escape(text) + "</pre>"
 
     def flip(i: int) -> None:
-        bits = "".join("1" if b.value else "0" for b in bits_row.children)
+        bits = state["bits"]
+        bits = bits[:i] + ("0" if bits[i] == "1" else "1") + bits[i + 1:]
         x = from_bits(bits, dtype_box.value)
-        updating["now"] = True
-        value_box.value = x if math.isfinite(x) else value_box.value
-        updating["now"] = False
-        show(x)
+        state["updating"] = True
+        value_box.value = repr(x)  # 'nan', 'inf', '-0.0' or the exact stored value: never a stale number
+        state["updating"] = False
+        show(bits)
 
     def on_value(change) -> None:
-        if not updating["now"]:
-            show(change["new"])
+        if state["updating"]:
+            return
+        try:
+            x = _parse_number(change["new"])
+        except (ValueError, ZeroDivisionError):
+            report.value = (f"<pre style='color:#b00000'>cannot read {html.escape(change['new'])!r} as a number: "
+                            "type e.g. 0.1, -0, 1e-8, inf, nan or 1/3</pre>")
+            return
+        show(to_bits(x, dtype_box.value), typed=x)
+
+    def on_dtype(change) -> None:
+        try:
+            x = _parse_number(value_box.value)
+        except (ValueError, ZeroDivisionError):
+            x = from_bits(state["bits"], change["old"])
+        show(to_bits(x, change["new"]), typed=x)
 
     value_box.observe(on_value, names="value")
-    dtype_box.observe(lambda change: show(value_box.value), names="value")
-    show(value)
-    return Explorer([widgets.HBox([dtype_box, value_box]), bits_row, report], report=report, name="Bit explorer",
-                    picture=lambda: _bit_layout_png(value_box.value, dtype_box.value))
+    dtype_box.observe(on_dtype, names="value")
+    show(to_bits(value, dtype_box.value), typed=float(value))
+    return Explorer([widgets.HBox([dtype_box, value_box]), legend, bits_row, report], report=report,
+                    name="Bit explorer",
+                    picture=lambda: _bit_layout_png(from_bits(state["bits"], dtype_box.value), dtype_box.value))
 
 
 PLAYGROUND_PERCENTILES = (90.0, 99.0, 99.9, 99.99)

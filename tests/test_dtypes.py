@@ -181,3 +181,88 @@ def test_special_values_are_classified():
     assert helper.decompose(float("nan"), "e4m3").kind == "nan"
     assert helper.decompose(1e-6, "fp16").kind == "subnormal"
     assert helper.decompose(-0.0, "fp16").bits == "1" + "0" * 15
+
+
+# Special values: neighbours as numpy.nextafter gives them, and none for NaN.
+@pytest.mark.parametrize("dtype, nextafter", [
+    (torch.float32, lambda x, d: np.nextafter(np.float32(x), np.float32(d))),
+    (torch.float16, lambda x, d: np.nextafter(np.float16(x), np.float16(d))),
+    (torch.float64, lambda x, d: np.nextafter(x, d)),
+], ids=["fp32", "fp16", "fp64"])
+@pytest.mark.parametrize("x", [math.inf, -math.inf], ids=["inf", "-inf"])
+def test_neighbours_of_infinity_match_numpy(dtype, nextafter, x):
+    below, above = helper.neighbours(x, dtype)
+    assert (below, above) == (float(nextafter(x, -math.inf)), float(nextafter(x, math.inf)))
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=ids)
+def test_nan_has_no_neighbours(dtype):
+    assert all(math.isnan(n) for n in helper.neighbours(math.nan, dtype))
+    text = helper.describe_value(math.nan, dtype)
+    assert "(nan)" in text and "no neighbours" in text and "above" not in text and "-0.0" not in text
+
+
+def test_describe_value_at_the_ends_of_the_range():
+    assert "below    = 65504.0, above = inf" in helper.describe_value(math.inf, "fp16")
+    assert "overflow: 70000.0 is beyond the largest finite value 65504.0" in helper.describe_value(70000.0, "fp16")
+    # e4m3fn has no infinity: the pattern after 448 is NaN
+    assert "below    = 416.0, above = none (the next pattern is NaN)" in helper.describe_value(448.0, "e4m3")
+
+
+_EXACT = {r["name"]: r["exact_digits"] for r in helper.format_table()}
+_NAMES = {torch.float32: "FP32", torch.float16: "FP16", torch.bfloat16: "BF16", torch.float8_e4m3fn: "FP8 E4M3",
+          torch.float8_e5m2: "FP8 E5M2"}
+
+
+# Decimal digits: p log10(2) is the average-ish count, floor((p - 1) log10(2)) the exact one (C's FLT_DIG).
+@pytest.mark.parametrize("dtype", FLOATS, ids=ids)
+def test_exact_digits_are_torch_and_numpys_precision(dtype):
+    p = FLOAT_LAYOUTS[dtype].mantissa_bits + 1
+    name = {**_NAMES, torch.float64: "FP64"}[dtype]
+    row = next(r for r in helper.format_table(include_fp64=True) if r["name"] == name)
+    assert row["exact_digits"] == round(-math.log10(torch.finfo(dtype).resolution))
+    assert row["decimal_digits"] == round(p * math.log10(2), 1)
+    numpy_type = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}.get(dtype)
+    if numpy_type is not None:
+        assert row["exact_digits"] == np.finfo(numpy_type).precision
+
+
+def test_fp32_exact_digits_is_c_flt_dig():
+    rows = {r["name"]: r for r in helper.format_table(include_fp64=True)}
+    assert (rows["FP32"]["exact_digits"], rows["FP64"]["exact_digits"]) == (6, 15)  # FLT_DIG, DBL_DIG in <float.h>
+    assert rows["FP32"]["decimal_digits"] == 7.2
+
+
+def _survives(text: str, dtype: torch.dtype) -> bool:
+    """Does the decimal `text` come back unchanged, at its own number of digits, after a trip through dtype?"""
+    digits = len(Decimal(text).as_tuple().digits)
+    return f"{helper.stored_value(float(text), dtype):.{digits - 1}e}" == f"{float(text):.{digits - 1}e}"
+
+
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=ids)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_every_decimal_with_exact_digits_survives(dtype, data):
+    digits = _EXACT[_NAMES[dtype]]
+    info = torch.finfo(dtype)
+    significand = data.draw(st.integers(10 ** (digits - 1), 10**digits - 1))
+    leading = data.draw(st.integers(math.ceil(math.log10(info.smallest_normal)), math.floor(math.log10(info.max)) - 1))
+    assert _survives(f"{significand}e{leading - digits + 1}", dtype)  # leading digit at 10^leading
+
+
+@pytest.mark.parametrize("text, dtype", [("8.589973e9", torch.float32), ("8193", torch.float16),
+                                         ("257", torch.bfloat16), ("7e-5", torch.float8_e5m2)], ids=ids)
+def test_one_more_digit_is_not_always_kept(text, dtype):
+    assert len(Decimal(text).as_tuple().digits) == _EXACT[_NAMES[dtype]] + 1
+    assert not _survives(text, dtype)
+
+
+def test_e4m3_keeps_one_digit_inside_its_narrow_range():
+    # floor((p - 1) log10 2) = 0 for E4M3, a bound for any exponent range; between its smallest normal
+    # (0.015625) and its largest value (448) every one-digit decimal happens to survive.
+    info = torch.finfo(torch.float8_e4m3fn)
+    decimals = [f"{d}e{e}" for d in range(1, 10) for e in range(-2, 3)
+                if info.smallest_normal <= d * 10.0**e <= info.max]
+    assert len(decimals) == 39 and all(_survives(t, torch.float8_e4m3fn) for t in decimals)

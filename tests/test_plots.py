@@ -28,7 +28,18 @@ def test_bit_layout_has_one_box_per_bit_in_field_colours():
 
 def test_value_spacing_plots_each_format():
     fig = helper.plot_value_spacing(("float16", "bfloat16"))
-    assert [line.get_label() for line in fig.axes[0].lines] == ["float16", "bfloat16"]
+    assert [line.get_label() for line in fig.axes[0].lines] == ["float16 (max 65,504)", "bfloat16 (max 3.39e+38)"]
+
+
+def test_value_spacing_y_axis_spans_only_the_gaps_in_view():
+    # bf16's smallest subnormal gap is 2^-133; in view (x >= 2^-20) its smallest gap is 2^-27, fp16's is 2^-24
+    ax = helper.plot_value_spacing(("float16", "bfloat16")).axes[0]
+    low, high = ax.get_ylim()
+    assert low == 2.0**-27 / 4 and high == 2.0**(20 - 7) * 4
+    for line in ax.lines:
+        assert line.get_xdata().min() >= 2.0**-20 and line.get_xdata().max() <= 2.0**20
+    with pytest.raises(ValueError, match="xlim must be"):
+        helper.plot_value_spacing(xlim=(0, 1))
 
 
 def test_bytes_per_parameter_bars():

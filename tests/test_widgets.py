@@ -1,19 +1,93 @@
+import pytest
+
 import helper
+from helper.plots import FIELD_COLOURS
+
+
+def _explorer_parts(explorer):
+    """(dtype box, value box, bit buttons, report HTML) of a bit explorer."""
+    (dtype_box, value_box), _legend, bits_row, report = explorer.children[0].children, *explorer.children[1:]
+    return dtype_box, value_box, bits_row, report
+
+
+def _bits(bits_row) -> str:
+    return "".join(b.description for b in bits_row.children)
 
 
 def test_bit_explorer_follows_typed_values_and_flipped_bits():
     explorer = helper.bit_explorer(1 / 3, "float16")
-    (dtype_box, value_box), bits_row, report = explorer.children[0].children, explorer.children[1], \
-        explorer.children[2]
+    dtype_box, value_box, bits_row, report = _explorer_parts(explorer)
     assert len(bits_row.children) == 16 and "0.333251953125" in report.value
-    value_box.value = 0.1
-    assert "".join(b.description for b in bits_row.children) == helper.to_bits(0.1, "float16")
-    bits_row.children[0].value = True  # flip the sign bit
-    assert value_box.value == -helper.stored_value(0.1, "float16")
+    value_box.value = "0.1"
+    assert _bits(bits_row) == helper.to_bits(0.1, "float16")
+    bits_row.children[0].click()  # flip the sign bit
+    assert float(value_box.value) == -helper.stored_value(0.1, "float16")
+    assert _bits(bits_row) == "1" + helper.to_bits(0.1, "float16")[1:]
     dtype_box.value = "bfloat16"
-    assert len(explorer.children[1].children) == 16 and "bfloat16" in report.value
+    assert len(bits_row.children) == 16 and "bfloat16" in report.value
+    assert _bits(bits_row) == helper.to_bits(-helper.stored_value(0.1, "float16"), "bfloat16")
     dtype_box.value = "float8_e4m3fn"
-    assert len(explorer.children[1].children) == 8
+    assert len(bits_row.children) == 8
+    value_box.value = "1/3"  # fractions, inf and nan can be typed too
+    assert "0.34375" in report.value
+
+
+@pytest.mark.parametrize("bit", ["1", "0"])
+def test_bit_explorer_colours_each_field_with_a_trait_the_button_has(bit):
+    # -1.5 in bf16 is 1 01111111 1000000, 1.5 is 0 01111111 1000000: every field has 0s and 1s between them
+    colours = {"sign": set(), "exponent": set(), "mantissa": set()}
+    for value in (-1.5, 1.5):
+        _, _, bits_row, _ = _explorer_parts(helper.bit_explorer(value, "bfloat16"))
+        buttons = bits_row.children
+        assert all("button_color" in b.style.keys for b in buttons)  # ToggleButton's style has none: ignored
+        for name, group in {"sign": buttons[:1], "exponent": buttons[1:9], "mantissa": buttons[9:]}.items():
+            colours[name] |= {b.style.button_color for b in group if b.description == bit}
+    assert all(len(group) == 1 for group in colours.values())  # one colour per field
+    assert len(set.union(*colours.values())) == 3  # three distinct fields
+    if bit == "1":
+        assert colours == {name: {colour} for name, colour in FIELD_COLOURS.items()}
+
+
+def test_bit_explorer_wraps_float64s_64_bits():
+    explorer = helper.bit_explorer(0.1, "float64")
+    _, _, bits_row, _ = _explorer_parts(explorer)
+    assert len(bits_row.children) == 64 and bits_row.layout.flex_flow == "row wrap"
+
+
+def test_typing_zero_after_minus_zero_updates():
+    explorer = helper.bit_explorer(0.5, "float16")
+    _, value_box, bits_row, report = _explorer_parts(explorer)
+    value_box.value = "-0"
+    assert _bits(bits_row) == "1" + "0" * 15 and "(zero)" in report.value
+    value_box.value = "0"
+    assert _bits(bits_row) == "0" * 16  # a FloatText would see -0.0 == 0.0 and not fire
+
+
+def test_flipping_bits_into_nan_shows_nan_and_keeps_the_pattern():
+    explorer = helper.bit_explorer(1.0, "float16")  # 0 01111 0000000000
+    _, value_box, bits_row, report = _explorer_parts(explorer)
+    bits_row.children[1].click()  # exponent 11111: infinity
+    assert value_box.value == "inf" and "(inf)" in report.value and "below    = 65504.0, above = inf" in report.value
+    bits_row.children[15].click()  # a mantissa bit on top: a NaN pattern
+    assert value_box.value == "nan" and "(nan)" in report.value and "no neighbours" in report.value
+    assert _bits(bits_row) == "0111110000000001"  # this NaN, not torch's canonical one
+    bits_row.children[15].click()
+    assert value_box.value == "inf"
+
+
+def test_fp8_nan_has_no_minus_zero_neighbour():
+    explorer = helper.bit_explorer(float("nan"), "float8_e4m3fn")
+    _, value_box, bits_row, report = _explorer_parts(explorer)
+    assert _bits(bits_row) == "01111111" and "(nan)" in report.value and "-0.0" not in report.value
+    bits_row.children[7].click()  # 0 1111 110 = 448, the largest value
+    assert value_box.value == "448.0" and "above = none (the next pattern is NaN)" in report.value
+
+
+def test_bit_explorer_says_when_it_cannot_read_the_value():
+    explorer = helper.bit_explorer(0.25, "float16")
+    _, value_box, bits_row, report = _explorer_parts(explorer)
+    value_box.value = "one third"
+    assert "cannot read 'one third' as a number" in report.value and _bits(bits_row) == helper.to_bits(0.25, "fp16")
 
 
 def test_playground_report_and_widget():
@@ -59,7 +133,7 @@ def test_bit_explorer_stores_its_report_and_a_picture_for_readers_without_widget
     height, _ = _png_size(data["image/png"])
     assert height > picture_height  # the bit picture with the report text under it
     assert _bundle(helper.bit_explorer(1 / 3, "bfloat16"))["text/plain"] == text  # deterministic for nbval
-    explorer.children[0].children[1].value = -2.5  # the fallback follows the current state
+    explorer.children[0].children[1].value = "-2.5"  # the fallback follows the current state
     assert helper.describe_value(-2.5, "bfloat16") in _bundle(explorer)["text/plain"]
 
 
