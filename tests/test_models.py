@@ -193,3 +193,45 @@ def test_bf16_models_stay_close_to_fp32(smollm2, minilm):
     # casting halves floating-point tensors only; the int64 position_ids and token_type_ids stay as they are
     integer_buffers = sum(b.numel() * b.element_size() for b in bf16_model.buffers() if not b.is_floating_point())
     assert bf16_model.get_memory_footprint() * 2 - minilm[0].get_memory_footprint() == integer_buffers == 8192
+
+
+def _zip(path, members):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "/tmp/evil.txt", "a/../../evil.txt", "C:/evil.txt",
+                                    "..\\evil.txt"], ids=["parent", "absolute", "nested-parent", "drive",
+                                                          "backslash"])
+def test_zip_members_that_escape_the_target_are_refused(tmp_path, member):
+    from helper.models import _extract_zip
+
+    archive = _zip(tmp_path / "model.zip", {"config.json": "{}", member: "evil"})
+    target = tmp_path / "out" / "target"
+    target.mkdir(parents=True)
+    with pytest.raises(ValueError, match="has a member that escapes the target folder"):
+        _extract_zip(archive, target)
+    assert not list(tmp_path.rglob("evil.txt"))
+
+
+def test_zip_extracts_member_by_member_into_the_target(tmp_path):
+    from helper.models import _extract_zip
+
+    archive = _zip(tmp_path / "model.zip", {"config.json": "{}", "1_Pooling/config.json": "{}", "./a.txt": "a"})
+    _extract_zip(archive, tmp_path / "target")
+    assert sorted(p.relative_to(tmp_path / "target").as_posix() for p in (tmp_path / "target").rglob("*.*")) == [
+        "1_Pooling/config.json", "a.txt", "config.json"]
+
+
+def test_a_damaged_cache_says_to_delete_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("QF_CACHE_DIR", str(tmp_path))
+    folder = helper.minilm_path()
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(helper.OfflineModelMissing, match=f"model.safetensors missing .*\n    rm -rf '{folder}'"):
+        helper.minilm_path()
+    (folder / "qf-fingerprint.json").write_text("{not json")  # an unreadable stamp means: convert again
+    assert (helper.minilm_path() / "model.safetensors").is_file()
