@@ -101,3 +101,22 @@ def test_notebooks_are_executed_clean_and_set_up(path):
     markdown = " ".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
     assert "Recap" in markdown and "Exercise" in markdown
     assert sum("helper.check(" in "".join(c["source"]) for c in code) >= 3
+
+
+# Lessons that still have code lines over 100 columns (JupyterLab cuts them off at the right). Delete a lesson's
+# line when it is fixed; not strict, so a fixed lesson passes before its line is deleted.
+LONG_CODE_LINES = {
+    "02_loading_models_in_different_dtypes.ipynb": "code lines of 101-123 columns",
+    "03_linear_quantization_theory.ipynb": "code lines of 101-141 columns",
+}
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(p, id=p.name, marks=[pytest.mark.xfail(reason=LONG_CODE_LINES[p.name], strict=False)]
+                 if p.name in LONG_CODE_LINES else []) for p in NOTEBOOKS])
+def test_notebook_code_cells_fit_in_100_columns(path):
+    cells = json.loads(path.read_text())["cells"]
+    long_lines = [f"cell {index} line {number}: {len(line)} columns"
+                  for index, cell in enumerate(cells) if cell["cell_type"] == "code"
+                  for number, line in enumerate("".join(cell["source"]).splitlines(), start=1) if len(line) > 100]
+    assert not long_lines, f"{path.name}: code wider than 100 columns:\n" + "\n".join(long_lines)
