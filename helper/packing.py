@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .validation import check_int_in_range, check_tensor
+
 __all__ = ["PACKABLE_BITS", "pack", "unpack", "packed_length"]
 
 PACKABLE_BITS = (1, 2, 4, 8)
@@ -22,12 +24,16 @@ def _check_bits(bits: int) -> int:
 def packed_length(n_values: int, bits: int) -> int:
     """Bytes needed for n_values codes of `bits` bits (the last byte padded with zeros)."""
     per_byte = _check_bits(bits)
+    n_values = check_int_in_range(n_values, "n_values", 0)
     return -(-n_values // per_byte)
 
 
 def pack(values: torch.Tensor, bits: int) -> torch.Tensor:
     """uint8 tensor holding 8 // bits unsigned codes per byte, along the last dimension (zero-padded at its end)."""
     per_byte = _check_bits(bits)
+    check_tensor(values, "values", allow_empty=True)
+    if values.dim() == 0:
+        raise ValueError("values must have at least one dimension (codes are packed along the last)")
     if values.dtype not in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64):
         raise ValueError(f"pack takes unsigned integer codes, got dtype {values.dtype}")
     if values.numel() and (values.min() < 0 or values.max() >= 2**bits):
@@ -44,6 +50,10 @@ def pack(values: torch.Tensor, bits: int) -> torch.Tensor:
 def unpack(packed: torch.Tensor, bits: int, length: int) -> torch.Tensor:
     """Inverse of pack: the first `length` codes of the last dimension, as uint8."""
     per_byte = _check_bits(bits)
+    check_tensor(packed, "packed", allow_empty=True)
+    length = check_int_in_range(length, "length")
+    if packed.dim() == 0:
+        raise ValueError("packed must have at least one dimension (bytes along the last)")
     if packed.dtype != torch.uint8:
         raise ValueError(f"unpack takes a uint8 tensor from pack, got {packed.dtype}")
     if not 0 <= length <= packed.shape[-1] * per_byte:

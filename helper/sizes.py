@@ -10,6 +10,7 @@ from torch import nn
 
 from ._text import text_table
 from .dtypes import bit_width, resolve_dtype
+from .validation import check_int_in_range, check_real
 
 __all__ = ["FORMAT_BITS", "bits_per_parameter", "model_memory_bytes", "format_bytes", "memory_table_text",
            "tensor_bytes", "compute_module_sizes", "module_sizes_text", "footprints_by_dtype", "size_breakdown",
@@ -41,6 +42,7 @@ def bits_per_parameter(fmt: str | torch.dtype) -> int:
 
 def model_memory_bytes(n_params: int, fmt: str | torch.dtype) -> int:
     """Bytes to hold n_params weights in fmt (weights only: no activations, KV cache or scales)."""
+    n_params = check_int_in_range(n_params, "n_params")
     if n_params < 0:
         raise ValueError(f"n_params must be >= 0, got {n_params}")
     return n_params * bits_per_parameter(fmt) // 8
@@ -48,6 +50,7 @@ def model_memory_bytes(n_params: int, fmt: str | torch.dtype) -> int:
 
 def format_bytes(n_bytes: float) -> str:
     """Human-readable size in decimal units (GB = 10^9 bytes, as model cards use): 1.5e9 -> '1.50 GB'."""
+    n_bytes = check_real(n_bytes, "n_bytes")
     for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if abs(n_bytes) >= size:
             return f"{n_bytes / size:.2f} {unit}"

@@ -43,3 +43,19 @@ def test_packing_really_saves_memory():
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: packed_length(2.5, 4), "n_values must be an integer"),
+    (lambda: packed_length(-3, 4), "n_values must be an integer >= 0"),
+    (lambda: pack([1, 2], 4), "values must be a torch.Tensor"),
+    (lambda: pack(torch.tensor(3), 4), "values must have at least one dimension"),
+    (lambda: unpack(torch.tensor([1], dtype=torch.uint8), 4, "2"), "length must be an integer"),
+    (lambda: unpack(b"\x01", 4, 2), "packed must be a torch.Tensor"),
+    (lambda: unpack(torch.tensor(1, dtype=torch.uint8), 4, 1), "packed must have at least one dimension"),
+    (lambda: pack(torch.tensor([1]), "4"), "bits must divide 8"),
+], ids=["float-count", "negative-count", "list-values", "0-dim-values", "string-length", "bytes-packed",
+        "0-dim-packed", "string-bits"])
+def test_odd_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

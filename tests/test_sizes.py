@@ -105,3 +105,16 @@ def test_size_breakdown_of_course_layers():
     layer = W4A16Linear.from_linear(torch.nn.Linear(64, 8, bias=False), group_size=32, symmetric=False)
     assert helper.size_breakdown(layer) == {"quantized weight codes": 64 * 8 // 2,
                                             "weight scales (and minimums)": 2 * 8 * 2 * 4}
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: helper.format_bytes(float("nan")), "n_bytes must be a finite number"),
+    (lambda: helper.format_bytes(float("inf")), "n_bytes must be a finite number"),
+    (lambda: helper.format_bytes(10**400), "n_bytes must be a float-sized number"),
+    (lambda: helper.format_bytes("1 GB"), "n_bytes must be a number"),
+    (lambda: helper.model_memory_bytes(1.5, "FP32"), "n_params must be an integer"),
+    (lambda: helper.model_memory_bytes("7B", "FP32"), "n_params must be an integer"),
+], ids=["nan", "inf", "huge", "string", "float-params", "string-params"])
+def test_odd_sizes_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
