@@ -395,6 +395,9 @@ def load_quantized(model: nn.Module, path: str | Path) -> nn.Module:
     if wrong:
         raise ValueError(f"{path} has tensors of the wrong shape for this model: {wrong[:3]}")
     state = load_file(str(path))  # sizes are the file's own: never more than the file holds
+    corrupt = [key for key, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if corrupt:
+        raise ValueError(f"{path} has tensors with NaN or Inf values (corrupt or not a trained model): {corrupt[:3]}")
     for name, layer in layers.items():
         parent_name, _, child_name = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child_name, layer)

@@ -268,11 +268,12 @@ def _edit(layers, **changes):
     (lambda l, t: (l, {**t, "0.packed_weights": torch.zeros(32, 32, dtype=torch.int8)}), r"is I8 \[32, 32\]"),
     (lambda l, t: (l, {**t, "3.weight": torch.ones(2)}), "has tensors the model does not: \\['3.weight'\\]"),
     (lambda l, t: (l, {**t, "2.weight": torch.ones(8, 31)}), r"wrong shape for this model: \['2.weight \[8, 31\]"),
+    (lambda l, t: (l, {**t, "0.scales": torch.full((32, 2), float("nan"))}), r"NaN or Inf values .*\['0.scales'\]"),
 ], ids=["terabyte-sizes", "dtype-float64", "dtype-attribute", "class-unknown", "class-list", "extra-key",
         "group-not-dividing", "group-zero", "symmetric-string", "bias-string", "bias-mismatch", "not-a-linear",
         "root", "parameter-path", "new-submodule", "config-not-dict", "layers-list", "layers-empty", "json-corrupt",
         "json-deep", "tensor-missing", "tensor-shape", "tensor-dtype", "packed-dtype", "tensor-unexpected",
-        "tensor-wrong-shape"])
+        "tensor-wrong-shape", "nan-scales"])
 def test_load_refuses_a_lying_checkpoint_and_leaves_the_model_alone(tmp_path, change, message):
     tensors, layers = _good(tmp_path)
     layers, tensors = change(layers, dict(tensors))
