@@ -23,6 +23,9 @@ __all__ = ["GGUFFormatError", "TensorInfo", "GGUFFile", "BLOCK_FORMATS", "read_g
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+_MAX_STRING = 16 << 20  # a metadata string (the largest real ones, embedded tokenizer.json files, are ~10 MB)
+_MAX_NAME = 1 << 16  # a key or tensor name (llama.cpp allows 64 bytes)
+_SIZES = {fmt: struct.calcsize(fmt) for fmt in _SCALARS.values()}
 _MIN_VALUE_BYTES = {**{t: struct.calcsize(f) for t, f in _SCALARS.items()}, _STRING: 8, _ARRAY: 12}
 _MAX_ARRAY_DEPTH = 8  # real files nest arrays at most once; a bound keeps a 60 kB file from recursing forever
 _MAX_ALIGNMENT = 1 << 16  # general.alignment: a power of two up to this (llama.cpp writes 32)
@@ -90,6 +93,7 @@ class _Cursor:
 
     def __init__(self, data: bytes) -> None:
         self.data, self.pos = data, 0
+        self.view = memoryview(data)
 
     def take(self, n: int, what: str) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
@@ -100,14 +104,28 @@ class _Cursor:
         return chunk
 
     def scalar(self, fmt: str, what: str):
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt), what))[0]
+        size = _SIZES.get(fmt) or struct.calcsize(fmt)
+        if self.pos + size > len(self.data):
+            self.take(size, what)  # raises: file truncated
+        value = struct.unpack_from(fmt, self.data, self.pos)[0]
+        self.pos += size
+        return value
 
-    def string(self, what: str) -> str:
+    def string(self, what: str, limit: int = _MAX_STRING) -> str:
         length = self.scalar("<Q", f"length of {what}")
         if length > len(self.data) - self.pos:
             raise GGUFFormatError(f"string length {length:,} at byte {self.pos - 8:,} exceeds the file size "
                                   f"({len(self.data):,} bytes): {what}")
-        return self.take(length, what).decode("utf-8", errors="replace")
+        if length > limit:
+            raise GGUFFormatError(f"string length {length:,} at byte {self.pos - 8:,} is over this reader's "
+                                  f"limit of {limit:,} bytes: {what}")
+        start = self.pos
+        self.pos += length
+        try:  # decoded straight from the mapped file: no copy of the bytes first
+            return str(self.view[start:start + length], "utf-8")
+        except UnicodeDecodeError as error:
+            raise GGUFFormatError(f"string at byte {start:,} is not UTF-8 ({error.reason} at its byte "
+                                  f"{error.start:,}): {what}") from None
 
     def value(self, value_type: int, what: str, depth: int = 0):
         if value_type in _SCALARS:
@@ -120,7 +138,9 @@ class _Cursor:
             item_type, count = self.scalar("<I", f"array type of {what}"), self.scalar("<Q", f"array length of {what}")
             if item_type not in _MIN_VALUE_BYTES:
                 raise GGUFFormatError(f"unknown array item type {item_type} at byte {self.pos - 12:,}: {what}")
-            if count * _MIN_VALUE_BYTES[item_type] > len(self.data) - self.pos:  # each item takes at least that
+            # Each item takes at least that many bytes of the file, and 8 bytes of list in memory: the list
+            # of a lying count can never outgrow the file.
+            if count * max(_MIN_VALUE_BYTES[item_type], 8) > len(self.data) - self.pos:
                 raise GGUFFormatError(f"array of {count:,} items at byte {self.pos:,} cannot fit in the file: {what}")
             return [self.value(item_type, what, depth + 1) for _ in range(count)]
         raise GGUFFormatError(f"unknown value type {value_type} at byte {self.pos:,}: {what}")
@@ -149,7 +169,7 @@ def read_gguf(path: str | Path) -> GGUFFile:
                               f"entries cannot fit in {size:,} bytes")
     metadata, metadata_types = {}, {}
     for _ in range(kv_count):
-        key = cursor.string("metadata key")
+        key = cursor.string("metadata key", _MAX_NAME)
         if key in metadata:
             raise GGUFFormatError(f"metadata key {key!r} appears twice (at byte {cursor.pos:,})")
         value_type = cursor.scalar("<I", f"type of {key}")
@@ -159,7 +179,7 @@ def read_gguf(path: str | Path) -> GGUFFile:
         metadata_types[key] = (value_type, item_type)
     entries, names = [], set()
     for _ in range(tensor_count):
-        name = cursor.string("tensor name")
+        name = cursor.string("tensor name", _MAX_NAME)
         if name in names:
             raise GGUFFormatError(f"tensor name {name!r} appears twice in the tensor table")
         names.add(name)

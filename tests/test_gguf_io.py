@@ -317,3 +317,18 @@ def test_an_array_cut_before_its_item_type_is_a_truncation(tmp_path):
         read_gguf(_write(tmp_path, _gguf(_string("k") + (9).to_bytes(4, "little"), 1)[:40]))
     with pytest.raises(GGUFFormatError, match="file truncated: magic"):
         read_gguf(_write(tmp_path, b""))
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: _gguf(_string("k") + (8).to_bytes(4, "little") + (3).to_bytes(8, "little") + b"\xff\xfe\xfd", 1),
+     "string at byte 45 is not UTF-8"),
+    (lambda: _gguf(_string("k") + (8).to_bytes(4, "little") + (17 << 20).to_bytes(8, "little")
+                   + b"a" * (17 << 20), 1), "string length 17,825,792 at byte 37 is over this reader's limit"),
+    (lambda: _gguf((70_000).to_bytes(8, "little") + b"k" * 70_000 + (4).to_bytes(4, "little") + b"\0" * 4, 1),
+     "is over this reader's limit of 65,536 bytes: metadata key"),
+    (lambda: _gguf(_string("k") + (9).to_bytes(4, "little") + (0).to_bytes(4, "little")
+                   + (100).to_bytes(8, "little") + b"\0" * 700, 1), "array of 100 items .* cannot fit"),
+], ids=["not-utf8", "string-over-limit", "key-over-limit", "u8-array-list-bigger-than-file"])
+def test_strings_and_arrays_cannot_outgrow_the_file(tmp_path, build, message):
+    with pytest.raises(GGUFFormatError, match=message):
+        read_gguf(_write(tmp_path, build()))
