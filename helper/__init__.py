@@ -29,7 +29,7 @@ from .linear_quant import (SUPPORTED_BITS, QuantizedTensor, QuantScheme, choose_
                            integer_range, quantization_error, quantize, quantize_tensor, quantize_with_offset, to_rows)
 from .integer_matmul import (INT32_MAX, INT32_MIN, int8_matmul_int32, multiply_by_quantized_multiplier,
                              quantize_multiplier, quantized_linear, requantize, rounding_divide_by_power_of_two,
-                             saturating_rounding_doubling_high_mul, zero_point_terms)
+                             pytorch_quantized_linear, saturating_rounding_doubling_high_mul, zero_point_terms)
 from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linear_layers,
                         quantize_blocks_sequentially, run_block)
 from .mixed_precision import (UNIT_KINDS, allocate_bits, apply_allocation, bits_per_weight_of, fisher_sensitivity,
@@ -119,5 +119,5 @@ __all__ = [
     "read_gguf", "split_block", "write_gguf",
     "INT32_MAX", "INT32_MIN", "int8_matmul_int32", "multiply_by_quantized_multiplier", "quantize_multiplier",
     "quantized_linear", "requantize", "rounding_divide_by_power_of_two", "saturating_rounding_doubling_high_mul",
-    "zero_point_terms",
+    "zero_point_terms", "pytorch_quantized_linear",
 ]

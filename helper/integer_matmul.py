@@ -15,12 +15,13 @@ The multiply rounds twice (to 2^-31, then to an integer), so a result can be 1 o
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
 __all__ = ["INT32_MIN", "INT32_MAX", "quantize_multiplier", "saturating_rounding_doubling_high_mul",
            "rounding_divide_by_power_of_two", "multiply_by_quantized_multiplier", "zero_point_terms",
-           "int8_matmul_int32", "requantize", "quantized_linear"]
+           "int8_matmul_int32", "requantize", "quantized_linear", "pytorch_quantized_linear"]
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _CODE_RANGES = {torch.int8: (-128, 127), torch.uint8: (0, 255)}
@@ -179,3 +180,32 @@ def quantized_linear(q_x: torch.Tensor, x_scale: float, x_zero_point: int, q_w: 
         acc = acc + torch.round(bias.double() / (x_scale * w_scale)).to(torch.int64)
     q31, right_shift = quantize_multiplier(x_scale * w_scale / y_scale)
     return requantize(acc.clamp(INT32_MIN, INT32_MAX), q31, right_shift, y_zero_point, dtype)
+
+
+def pytorch_quantized_linear(q_x: torch.Tensor, x_scale: float, x_zero_point: int, q_w: torch.Tensor, w_scale: float,
+                             y_scale: float, y_zero_point: int, bias: torch.Tensor | None = None,
+                             engine: str = "fbgemm") -> torch.Tensor:
+    """The reference: PyTorch's own quantized linear (uint8 x, symmetric int8 w) on a CPU engine, as uint8 codes.
+
+    fbgemm and qnnpack requantize with a float multiply, round(acc * M), where quantized_linear uses
+    gemmlowp's fixed point; the two agree except where the fixed point's double rounding flips a near-tie.
+    """
+    _check_codes(q_x, "q_x")
+    _check_codes(q_w, "q_w")
+    if q_x.dtype != torch.uint8 or q_w.dtype != torch.int8:
+        raise TypeError(f"PyTorch's quantized linear takes uint8 activations and int8 weights, got {q_x.dtype} and "
+                        f"{q_w.dtype}")
+    if engine not in torch.backends.quantized.supported_engines:
+        raise ValueError(f"engine {engine!r} is not available here; supported: "
+                         f"{torch.backends.quantized.supported_engines}")
+    with warnings.catch_warnings():  # PyTorch deprecates its quantized dtypes, but they are still the reference
+        warnings.simplefilter("ignore")
+        previous = torch.backends.quantized.engine
+        torch.backends.quantized.engine = engine
+        try:
+            x = torch._make_per_tensor_quantized_tensor(q_x, x_scale, x_zero_point)
+            w = torch._make_per_tensor_quantized_tensor(q_w, w_scale, 0)
+            packed = torch.ops.quantized.linear_prepack(w, bias)
+            return torch.ops.quantized.linear(x, packed, y_scale, y_zero_point).int_repr()
+        finally:
+            torch.backends.quantized.engine = previous

@@ -197,20 +197,29 @@ def plot_grid_on_histogram(x: torch.Tensor, quantized: dict[str, QuantizedTensor
     return fig
 
 
-def plot_quantization_heatmaps(original: torch.Tensor, dequantized: torch.Tensor, title: str = "") -> Figure:
-    """Three heatmaps side by side: original, dequantized, and their difference (own colour scale)."""
+def plot_quantization_heatmaps(original: torch.Tensor, dequantized: torch.Tensor, title: str = "",
+                               error_limit: float | None = None) -> Figure:
+    """Three heatmaps side by side: original, dequantized, and their difference on a ±error_limit colour scale.
+
+    Pass the same error_limit to several figures so their error panels can be compared by colour
+    (default: this figure's own largest |error|).
+    """
+    if error_limit is not None and not (np.isfinite(error_limit) and error_limit > 0):
+        raise ValueError(f"error_limit must be a finite number > 0, got {error_limit!r}")
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), layout="constrained")
     limit = original.abs().max().item()
     error = (dequantized - original)
-    panels = [("original", original, limit, "RdBu_r"), ("quantized -> dequantized", dequantized, limit, "RdBu_r"),
-              ("error", error, error.abs().max().item() or 1.0, "PuOr_r")]
-    for ax, (name, data, scale, cmap) in zip(axes, panels):
+    error_limit = error_limit or error.abs().max().item() or 1.0
+    panels = [("original", original, limit, "RdBu_r", "weight"),
+              ("quantized -> dequantized", dequantized, limit, "RdBu_r", "weight"),
+              ("error", error, error_limit, "PuOr_r", f"dequantized - original (scale ±{error_limit:.3g})")]
+    for ax, (name, data, scale, cmap, label) in zip(axes, panels):
         image = ax.imshow(data.float().numpy(), cmap=cmap, vmin=-scale, vmax=scale, aspect="auto",
                           interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("input feature")
         ax.grid(False)
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        fig.colorbar(image, ax=ax, shrink=0.8).set_label(label, fontsize=8)
     axes[0].set_ylabel("output channel")
     if title:
         fig.suptitle(title, fontsize=11)
@@ -218,13 +227,16 @@ def plot_quantization_heatmaps(original: torch.Tensor, dequantized: torch.Tensor
 
 
 def plot_error_vs_group_size(results: dict[str, dict[int, float]], ylabel: str = "MSE", ax=None) -> Figure:
-    """Error against group size (log2 x axis), one line per scheme; per-channel drawn as a dashed line."""
+    """Error against group size (log2 x axis, ticks at the sizes measured), one line per scheme."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 3.4))
+    all_sizes = sorted({size for by_size in results.values() for size in by_size})
     for name, by_size in results.items():
         sizes = sorted(by_size)
         ax.plot(sizes, [by_size[s] for s in sizes], "o-", label=name)
     ax.set_xscale("log", base=2)
+    ax.set_xticks(all_sizes, [str(size) for size in all_sizes])
+    ax.minorticks_off()
     ax.set_yscale("log")
     ax.set_xlabel("group size (values sharing one scale)")
     ax.set_ylabel(ylabel)
@@ -234,19 +246,43 @@ def plot_error_vs_group_size(results: dict[str, dict[int, float]], ylabel: str =
 
 
 def plot_calibration_ranges(x: torch.Tensor, ranges: dict[str, tuple[float, float]], bins: int = 200,
-                            ax=None) -> Figure:
-    """Histogram of x (log count) with each calibration method's (min, max) marked."""
+                            ax=None, symmetric: bool = False) -> Figure:
+    """Histogram of x (log count) with each calibration method's grid range drawn as its own bar.
+
+    symmetric=True draws the grid a symmetric scheme makes from a calibrated (min, max): ±max(|min|, |max|).
+    Each method gets its own band of the height, so equal ranges do not hide each other; values far outside
+    the bulk (a lone outlier is one count, invisible in a histogram) are marked and the largest is labelled.
+    """
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.2))
-    ax.hist(x.flatten().numpy(), bins=bins, color="0.75", log=True)
+        _, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
+    values = x.detach().double().flatten()
+    ax.hist(values.numpy(), bins=bins, color="0.75", log=True)
+    ax.set_ylim(bottom=0.5)  # a bin holding one value still shows as a bar
+    top = ax.get_ylim()[1]
     colours = plt.cm.tab10(np.arange(len(ranges)))
-    for (name, (low, high)), colour in zip(ranges.items(), colours):
-        ax.axvline(low, color=colour, linestyle="--", linewidth=1.2, label=f"{name}: [{low:.2f}, {high:.2f}]")
-        ax.axvline(high, color=colour, linestyle="--", linewidth=1.2)
+    bands = np.geomspace(top * 0.6, 1.5, len(ranges) + 2)[1:-1]  # one height per method, in log space
+    for (name, (low, high)), colour, height in zip(ranges.items(), colours, bands):
+        if symmetric:
+            low, high = -max(abs(low), abs(high)), max(abs(low), abs(high))
+        ax.plot([low, high], [height, height], color=colour, linewidth=2.5, solid_capstyle="butt",
+                label=f"{name}: [{low:.2f}, {high:.2f}]")
+        for edge in (low, high):
+            ax.plot([edge, edge], [0.5, height], color=colour, linestyle="--", linewidth=1)
+            ax.plot([edge], [height], "|", color=colour, markersize=10, markeredgewidth=2)
+    median = values.median()
+    spread = 1.4826 * (values - median).abs().median()  # robust sigma: outliers do not inflate it
+    far = values[(values - median).abs() > 8 * spread] if spread > 0 else values[:0]
+    if far.numel():
+        ax.plot(far.numpy(), np.full(far.numel(), 1.0), "v", color="#d62728", markersize=7,
+                label=f"{far.numel():,} value{'s' if far.numel() > 1 else ''} beyond 8 robust σ")
+        extreme = far[far.abs().argmax()].item()
+        ax.annotate(f"outlier {extreme:.2f}", xy=(extreme, 1.0), xytext=(0, 18), textcoords="offset points",
+                    ha="right" if extreme > median else "left", fontsize=8, color="#d62728",
+                    arrowprops=dict(arrowstyle="-", color="#d62728"))
     ax.set_xlabel("value")
     ax.set_ylabel("count (log scale)")
-    ax.set_title("Where each calibration method puts the range")
-    ax.legend(fontsize=8)
+    ax.set_title("The grid range each calibration method picks" + (" (symmetric grid)" if symmetric else ""))
+    ax.legend(fontsize=8, loc="center right")
     return ax.figure
 
 

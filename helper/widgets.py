@@ -208,6 +208,7 @@ def quantization_playground(x: torch.Tensor) -> widgets.VBox:
         axes[0].legend(fontsize=8)
         axes[1].hist((x_hat - x).flatten().numpy(), bins=120, color="#1f77b4")
         axes[1].set_xlabel("error (dequantized - original)")
+        axes[1].set_ylabel("count")
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
         plt.close(fig)

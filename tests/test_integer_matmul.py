@@ -1,5 +1,4 @@
 import math
-import warnings
 from fractions import Fraction
 
 import pytest
@@ -114,27 +113,14 @@ def test_requantize_matches_float_requantization_to_one_code():
     assert ((y_scale * (ours.double() - y_zero_point) - y)[inside].abs() <= 1.5 * y_scale).all()
 
 
-def _torch_quantized_linear(engine, q_x, x_scale, x_zero_point, q_w, w_scale, y_scale, y_zero_point, bias):
-    with warnings.catch_warnings():  # torch's quantized dtypes are deprecated, but still the reference
-        warnings.simplefilter("ignore")
-        previous = torch.backends.quantized.engine
-        torch.backends.quantized.engine = engine
-        try:
-            x = torch._make_per_tensor_quantized_tensor(q_x, x_scale, x_zero_point)
-            w = torch._make_per_tensor_quantized_tensor(q_w, w_scale, 0)
-            packed = torch.ops.quantized.linear_prepack(w, bias)
-            return torch.ops.quantized.linear(x, packed, y_scale, y_zero_point).int_repr()
-        finally:
-            torch.backends.quantized.engine = previous
-
-
 @pytest.mark.parametrize("engine", [e for e in ("fbgemm", "qnnpack") if e in torch.backends.quantized.supported_engines])
 def test_against_pytorch_quantized_linear(engine):
     """PyTorch's kernels requantize in fp32 (round(acc * M)); ours in fixed point: equal except where the
     fixed point's double rounding flips a near-tie, and then by one code."""
     q_x, q_w = _codes((32, 256), torch.uint8, 4), _codes((64, 256), torch.int8, 5)
     x_scale, x_zero_point, w_scale, y_scale, y_zero_point = 0.02, 120, 0.0015, 0.25, 128
-    reference = _torch_quantized_linear(engine, q_x, x_scale, x_zero_point, q_w, w_scale, y_scale, y_zero_point, None)
+    reference = helper.pytorch_quantized_linear(q_x, x_scale, x_zero_point, q_w, w_scale, y_scale, y_zero_point,
+                                               engine=engine)
     ours = helper.quantized_linear(q_x, x_scale, x_zero_point, q_w, w_scale, 0, y_scale, y_zero_point)
     acc = helper.int8_matmul_int32(q_x, q_w, x_zero_point, 0).double()
     float_requantized = torch.clamp(torch.round(acc * (x_scale * w_scale / y_scale)) + y_zero_point, 0, 255)
@@ -178,6 +164,12 @@ def test_bias_is_quantized_with_the_accumulator_scale():
     (lambda: helper.quantized_linear(torch.zeros(1, 2, dtype=torch.uint8), 1.0, 0,
                                      torch.zeros(3, 2, dtype=torch.int8), 1.0, 0, 1.0, 0, bias=torch.zeros(2)),
      ValueError, "bias must be a tensor of shape (3,)"),
+    (lambda: helper.pytorch_quantized_linear(torch.zeros(1, 2, dtype=torch.int8), 1.0, 0,
+                                             torch.zeros(1, 2, dtype=torch.int8), 1.0, 1.0, 0), TypeError,
+     "uint8 activations and int8 weights"),
+    (lambda: helper.pytorch_quantized_linear(torch.zeros(1, 2, dtype=torch.uint8), 1.0, 0,
+                                             torch.zeros(1, 2, dtype=torch.int8), 1.0, 1.0, 0, engine="tpu"),
+     ValueError, "engine 'tpu' is not available"),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_bad_input_is_a_clear_error(call, error, message):
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -80,8 +80,43 @@ def test_lesson_03_figures():
     assert [ax.get_title() for ax in fig.axes[:3]] == ["original", "quantized -> dequantized", "error"]
     fig = helper.plot_error_vs_group_size({"int4": {32: 1e-3, 64: 2e-3}})
     assert fig.axes[0].lines[0].get_xdata().tolist() == [32, 64]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["32", "64"]  # sizes, not powers of 2
     fig = helper.plot_calibration_ranges(relu, {"minmax": (0.0, 3.0)})
     assert "minmax: [0.00, 3.00]" in fig.axes[0].get_legend().get_texts()[0].get_text()
+
+
+def test_heatmaps_can_share_one_error_colour_scale():
+    import torch
+
+    weight = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    coarse, fine = weight.round(), (weight * 4).round() / 4
+    shared = max((coarse - weight).abs().max().item(), (fine - weight).abs().max().item())
+    limits = [helper.plot_quantization_heatmaps(weight, w, error_limit=shared).axes[2].images[0].get_clim()
+              for w in (coarse, fine)]
+    assert limits[0] == limits[1] == (-shared, shared)
+    own = helper.plot_quantization_heatmaps(weight, fine).axes[2].images[0].get_clim()
+    assert own[1] == pytest.approx((fine - weight).abs().max().item())
+    with pytest.raises(ValueError, match="error_limit must be a finite number > 0"):
+        helper.plot_quantization_heatmaps(weight, fine, error_limit=0.0)
+
+
+def test_calibration_plot_shows_the_symmetric_grid_and_the_outlier():
+    import torch
+
+    x = torch.randn(10_000, generator=torch.Generator().manual_seed(2))
+    x[0] = 40.0
+    ranges = {"minmax": (-3.70, 40.0), "percentile": (-3.70, 3.70)}
+    fig = helper.plot_calibration_ranges(x, ranges, symmetric=True)
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert texts[0] == "minmax: [-40.00, 40.00]"  # the grid a symmetric scheme makes, not the calibrated min
+    assert texts[2] == "1 value beyond 8 robust σ"
+    assert [t.get_text() for t in fig.axes[0].texts] == ["outlier 40.00"]
+    bars = [line for line in fig.axes[0].lines if line.get_linewidth() == 2.5]
+    heights = {line.get_ydata()[0] for line in bars}
+    assert len(heights) == 2  # equal ranges would still be drawn at different heights
+    assert fig.axes[0].get_ylim()[0] == 0.5  # a bin with one value shows on the log axis
+    assert "minmax: [-3.70, 40.00]" in [t.get_text() for t in
+                                        helper.plot_calibration_ranges(x, ranges).axes[0].get_legend().get_texts()]
 
 
 def test_lesson_04_figures():

@@ -59,11 +59,14 @@ def test_published_best_uniform_gaussian_mse(codes, expected):
 
 def test_lloyd_max_16_levels():
     levels, mse = helper.lloyd_max_gaussian(16)
-    # Max (1960) table: outputs ±0.1284 ... ±2.733 and "error 0.009497"; evaluated exactly those levels give
-    # 0.009501: the 4-digit table, not the algorithm, explains the last digit.
-    assert torch.allclose(levels[8:], torch.tensor([0.1284, 0.3881, 0.6568, 0.9424, 1.256, 1.618, 2.069, 2.733],
-                                                   dtype=torch.float64), atol=6e-4)
-    assert mse == pytest.approx(0.009497, rel=1e-3)
+    # Max (1960) table: outputs ±0.1284 ... ±2.733 and "error 0.009497". The converged optimum is 0.009501, and
+    # Max's own levels, evaluated exactly, give 0.009501 too: the table's error figure is slightly off, not rounded.
+    max_levels = torch.tensor([0.1284, 0.3881, 0.6568, 0.9424, 1.256, 1.618, 2.069, 2.733], dtype=torch.float64)
+    assert torch.allclose(levels[8:], max_levels, atol=6e-4)
+    assert mse == pytest.approx(0.009501, abs=5e-7)
+    max_mse = helper.gaussian_mse(torch.cat([-max_levels, max_levels]))
+    assert mse <= max_mse == pytest.approx(0.009501, abs=5e-7)  # nothing beats the converged levels
+    assert abs(max_mse - 0.009497) > 3e-6  # 0.009497 is not the table's levels rounded
     assert mse < helper.best_step_gaussian_mse(torch.arange(-8, 8) + 0.5)[1]
 
 
@@ -106,3 +109,8 @@ def test_bad_input(call, message):
 def test_huge_and_non_finite_arguments_fail_fast(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_levels_beyond_float64_are_refused():
+    with pytest.raises(ValueError, match="levels must be a tensor or list of numbers"):
+        helper.gaussian_mse(10**400)
