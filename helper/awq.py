@@ -96,6 +96,8 @@ LLAMA_SCALE_GROUPS = (
 def activation_scale(x: torch.Tensor) -> torch.Tensor:
     """s_x: mean |x_j| of each input channel over all tokens, (in_features,)."""
     check_float_tensor(x, "x", allow_empty=True)
+    if x.dim() == 0:
+        raise ValueError("x must be activations (..., in_features), got a 0-dim tensor")
     if x.numel() == 0:
         raise ValueError("no calibration data: activations are empty")
     return x.detach().reshape(-1, x.shape[-1]).float().abs().mean(dim=0)

@@ -116,6 +116,8 @@ def dequantize_blockwise(codes: torch.Tensor, absmax: torch.Tensor, codebook: to
     codebook = _check_codebook(codebook)
     check_tensor(codes, "codes")
     check_float_tensor(absmax, "absmax")
+    if absmax.dim() != 1:
+        raise ValueError(f"absmax must be 1-D, one value per block, got shape {tuple(absmax.shape)}")
     if codes.is_floating_point() or codes.dtype == torch.bool:
         raise InputTypeError(f"codes must be integer indices into the codebook, got {codes.dtype}")
     if int(codes.min()) < 0 or int(codes.max()) >= codebook.numel():
@@ -165,7 +167,7 @@ def codebook_bits_per_parameter(code_bits: int = 4, block_size: int = 64, double
     NF4, blocks of 64: 4.5 bits; with double quantization 4 + 8/64 + 32/16384 = 4.127 bits.
     """
     for name, value in (("code_bits", code_bits), ("block_size", block_size), ("dq_block_size", dq_block_size)):
-        check_int_in_range(value, name)
+        check_int_in_range(value, name, high=1 << 30)
     if code_bits < 1 or block_size < 1 or dq_block_size < 1:
         raise ValueError("code_bits, block_size and dq_block_size must be positive")
     if check_bool(double_quant, "double_quant"):

@@ -271,7 +271,7 @@ def dequantize_q4_1(data: np.ndarray) -> np.ndarray:
 def _check_values(x: np.ndarray) -> np.ndarray:
     try:
         x = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise TypeError(f"x must be an array of numbers (a rectangular float array), got {type(x).__name__}") from None
     if x.ndim == 0 or x.size == 0 or x.shape[-1] % 32:
         raise ValueError(f"the last dimension must be a non-zero multiple of 32 (one block), got shape {x.shape}")

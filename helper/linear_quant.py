@@ -288,6 +288,8 @@ def quantization_error(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, float]
 
     float64 because squares of float32 values overflow: x near 1e30 would give MSE inf and SQNR nan.
     """
+    check_float_tensor(x, "x")  # NaN or Inf would make every metric NaN
+    check_float_tensor(x_hat, "x_hat")
     if x.shape != x_hat.shape:
         raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(x_hat.shape)}")
     error = x_hat.double() - x.double()

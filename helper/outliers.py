@@ -75,6 +75,9 @@ def llm_int8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
         out = out + int8_matmul_vectorwise(rows[:, regular], weight[:, regular])
     if bias is not None:
         out = out + bias
+    if not torch.isfinite(out).all():  # finite inputs, but products beyond the dtype's range
+        raise ValueError(f"x W^T overflows {out.dtype} (max |x| = {rows.abs().max().item():.3g}, max |weight| = "
+                         f"{weight.abs().max().item():.3g}): scale the inputs down")
     return out.reshape(*x.shape[:-1], weight.shape[0])
 
 

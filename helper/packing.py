@@ -6,6 +6,8 @@ Worked example: the 2-bit values [1, 0, 3, 2] pack into one byte 0b10_11_00_01 =
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from .validation import check_int_in_range, check_tensor
@@ -16,9 +18,9 @@ PACKABLE_BITS = (1, 2, 4, 8)
 
 
 def _check_bits(bits: int) -> int:
-    if bits not in PACKABLE_BITS:
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or int(bits) not in PACKABLE_BITS:
         raise ValueError(f"bits must divide 8 to pack whole values per byte: one of {PACKABLE_BITS}, got {bits}")
-    return 8 // bits
+    return 8 // int(bits)
 
 
 def packed_length(n_values: int, bits: int) -> int:

@@ -55,7 +55,7 @@ def _as_levels(levels: object, name: str) -> torch.Tensor:
     """A flat float64 tensor of 1.._MAX_LEVELS finite values, from a tensor, an array or a list."""
     try:
         levels = torch.as_tensor(levels, dtype=torch.float64).flatten()
-    except (TypeError, ValueError, RuntimeError):
+    except (TypeError, ValueError, RuntimeError, OverflowError):
         raise InputTypeError(f"{name} must be a tensor or list of numbers, got {type(levels).__name__}") from None
     if not 1 <= levels.numel() <= _MAX_LEVELS:
         raise ValueError(f"{name} must hold 1 to {_MAX_LEVELS:,} values, got {levels.numel():,}")

@@ -138,6 +138,10 @@ class W8A8FakeLinear(nn.Module):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise InputTypeError(f"x must be floating-point activations, got "
                                  f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if x.dtype != self.weight.dtype:
+            raise InputTypeError(f"x is {x.dtype}; this simulation computes in {self.weight.dtype}")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must end in {self.in_features} features, got shape {tuple(x.shape)}")
         absmax = self.act_absmax if self.activations == "per_tensor" else None
         return F.linear(fake_int8_rows(x, absmax), self.weight, self.bias)
 

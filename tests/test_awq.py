@@ -171,3 +171,8 @@ def test_clip_search_is_never_worse_than_no_clip_on_a_toy_block(symmetric):
 def test_nan_activations_and_odd_alphas_are_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_activation_scale_needs_a_feature_dimension():
+    with pytest.raises(ValueError, match="x must be activations"):
+        activation_scale(torch.tensor(0.5))

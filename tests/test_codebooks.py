@@ -167,3 +167,10 @@ def test_code_entropy_of_no_counts_is_an_error():
     for counts in (torch.zeros(16), torch.tensor([3, -1]), torch.tensor([1.0, float("nan")])):
         with pytest.raises(ValueError, match="counts must be finite, non-negative code counts with a positive sum"):
             code_entropy_bits(counts)
+
+
+def test_more_odd_sizes_are_refused():
+    with pytest.raises(ValueError, match="code_bits must be an integer <= 1,073,741,824"):
+        codebook_bits_per_parameter(10**400)
+    with pytest.raises(ValueError, match=r"absmax must be 1-D, one value per block, got shape \(2, 1\)"):
+        dequantize_blockwise(torch.zeros(2, dtype=torch.uint8), torch.ones(2, 1), nf4_codebook(), (2,))

@@ -332,3 +332,8 @@ def test_an_array_cut_before_its_item_type_is_a_truncation(tmp_path):
 def test_strings_and_arrays_cannot_outgrow_the_file(tmp_path, build, message):
     with pytest.raises(GGUFFormatError, match=message):
         read_gguf(_write(tmp_path, build()))
+
+
+def test_a_number_beyond_float64_is_not_an_array():
+    with pytest.raises(TypeError, match="x must be an array of numbers"):
+        quantize_q8_0(10**400)

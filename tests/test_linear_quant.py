@@ -219,3 +219,15 @@ def test_a_per_row_clip_range_still_works():
     x = torch.randn(3, 8)
     quantized = helper.quantize_tensor(x, QuantScheme(granularity="per_channel"), clip=(-torch.ones(3), torch.ones(3)))
     assert quantized.dequantize().abs().max() <= 128 / 127  # -128 is one step past -1
+
+
+@pytest.mark.parametrize("x, x_hat, message", [
+    (0, torch.zeros(2), "x must be a torch.Tensor"),
+    (torch.zeros(2), [0.0, 0.0], "x_hat must be a torch.Tensor"),
+    (torch.tensor([1.0, float("nan")]), torch.zeros(2), "x contains NaN or Inf"),
+    (torch.zeros(2), torch.tensor([float("inf"), 0.0]), "x_hat contains NaN or Inf"),
+    (torch.zeros(0), torch.zeros(0), "x is empty"),
+], ids=["int-x", "list-x-hat", "nan-x", "inf-x-hat", "empty"])
+def test_quantization_error_refuses_what_has_no_error_metric(x, x_hat, message):
+    with pytest.raises(ValueError, match=message):
+        helper.quantization_error(x, x_hat)

@@ -94,3 +94,8 @@ def test_odd_thresholds_and_inputs_are_refused(call, message):
 def test_an_infinite_threshold_is_pure_int8():
     x, weight = torch.randn(4, 8), torch.randn(3, 8)
     assert torch.equal(llm_int8_linear(x, weight, threshold=float("inf")), int8_matmul_vectorwise(x, weight))
+
+
+def test_an_overflowing_product_is_an_error_not_nan():
+    with pytest.raises(ValueError, match="x W\\^T overflows torch.float32"):
+        llm_int8_linear(torch.full((2, 8), 1e38), torch.randn(3, 8, generator=torch.Generator().manual_seed(0)))

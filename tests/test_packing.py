@@ -59,3 +59,9 @@ def test_bad_input(call, message):
 def test_odd_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("bits", [torch.tensor([]), torch.tensor(4), 4.0, True, None], ids=repr)
+def test_bits_that_are_not_an_int_are_refused(bits):
+    with pytest.raises(ValueError, match="bits must divide 8"):
+        packed_length(8, bits)

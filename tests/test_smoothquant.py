@@ -124,3 +124,11 @@ def test_smooth_model_with_a_nan_leaves_the_model_untouched():
     with pytest.raises(ValueError, match="contains NaN or Inf"):
         smooth_model(model, absmax)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_w8a8_layer_checks_the_activations_it_gets():
+    layer = W8A8FakeLinear(torch.nn.Linear(8, 3))
+    with pytest.raises(ValueError, match=r"x must end in 8 features, got shape \(3, 5\)"):
+        layer(torch.ones(3, 5))
+    with pytest.raises(ValueError, match="x is torch.float64; this simulation computes in torch.float32"):
+        layer(torch.ones(3, 8, dtype=torch.float64))
