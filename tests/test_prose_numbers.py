@@ -52,8 +52,17 @@ ALLOWED: dict[str, dict[str, str]] = {
         "49.93": "6.02 x 8 + 1.76, the textbook rule for a full-scale sine (exercise 3's answer, shown by its checker)",
         "99.99": "calibrate_range's default percentile: a setting, not a measurement",
     },
-    "04": {},
-    "05": {},
+    "04": {
+        "4.5": "exercise 4's answer, 4 + 16/32 bits: the solution's arithmetic",
+    },
+    "05": {
+        "0.9677": "QLoRA's NF4 offset (Dettmers et al. 2023; bitsandbytes create_normal_map(offset=0.9677083))",
+        "0.015625": "exercise 1's given block scale d = 2^-6",
+        "0.1875": "exercise 1's given block minimum m = -3/16",
+        "0.0004": "llama.cpp's published Q8_0 perplexity increase (quantize.cpp; LLAMA_CPP_7B_TRADEOFFS)",
+        "0.001": "the symlog threshold of helper.format_plots.plot_gguf_tradeoffs (linthresh=1e-3)",
+        "4.126953125": "exercise 3's exact answer 4 + 8/64 + 32/(64 x 256): the solution's arithmetic",
+    },
     "06": {},
 }
 
@@ -61,7 +70,6 @@ ALLOWED: dict[str, dict[str, str]] = {
 STALE = {
     "02",
     "04",
-    "05",
     "06",
 }
 
