@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .gptq import GPTQConfig, rtn_quantize_weight
-from .validation import check_float_tensor, check_real
+from .validation import check_bool, check_float_tensor, check_real
 from .layers import fit_group_size
 from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linear_layers, quantize_blocks_sequentially,
                         run_block)
@@ -59,6 +59,8 @@ class AWQConfig:
 
     def __post_init__(self) -> None:
         self.gptq_config()  # validates bits, grid, group size and scale precision
+        check_bool(self.clip, "clip")
+        check_bool(self.quantize, "quantize")
         if self.search not in AWQ_SEARCHES:
             raise ValueError(f"search must be one of {AWQ_SEARCHES}, got {self.search!r}")
         if self.clip_tokens < 1:

@@ -178,6 +178,7 @@ def codebook_bits_per_parameter(code_bits: int = 4, block_size: int = 64, double
 def fake_quantize_codebook(weight: torch.Tensor, codebook: torch.Tensor, block_size: int = 64,
                            double_quant: bool = False) -> torch.Tensor:
     """The weight as an NF4/FP4 layer computes with it (same shape and dtype), optionally double-quantized."""
+    double_quant = check_bool(double_quant, "double_quant")
     codes, absmax = quantize_blockwise(weight, codebook, block_size)
     if double_quant:
         absmax = dequantize_double(*double_quantize(absmax))
@@ -219,6 +220,7 @@ def nf4_expected_mse(codebook: torch.Tensor, block_size: int = 64, grid: int = 4
 def codebook_quantize_model(model: torch.nn.Module, codebook: torch.Tensor, block_size: int = 64,
                             double_quant: bool = False, exclude: tuple[str, ...] = ("lm_head",)) -> torch.nn.Module:
     """Replace every linear weight (but lm_head) by its blockwise codebook quantization, in place (simulated NF4/FP4)."""
+    check_bool(double_quant, "double_quant")
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and not any(name == e or name.endswith("." + e) for e in exclude):
             module.weight.copy_(fake_quantize_codebook(module.weight, codebook, block_size, double_quant))

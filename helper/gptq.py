@@ -21,7 +21,7 @@ from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linea
                         run_block)
 from .linear_quant import QuantizedTensor, QuantScheme, _storage_dtype, choose_qparams
 from .packing import pack
-from .validation import check_float_tensor, check_int_in_range
+from .validation import check_bool, check_float_tensor, check_int_in_range
 
 __all__ = ["GPTQConfig", "GPTQResult", "HessianAccumulator", "gptq_quantize_weight", "gptq_quantize_blocks",
            "gptq_quantize_model", "gptq_pack", "weight_scheme", "rtn_quantize_weight", "checkpoint_tensors",
@@ -59,6 +59,8 @@ class GPTQConfig:
     true_sequential: bool = False
 
     def __post_init__(self) -> None:
+        for flag in ("symmetric", "act_order", "clip_search", "true_sequential"):
+            check_bool(getattr(self, flag), flag)  # act_order="False" must not turn act-order on
         if self.zero_point_domain not in ("int", "float"):
             raise ValueError(f"zero_point_domain must be 'int' or 'float', got {self.zero_point_domain!r}")
         if self.scale_bits not in (16, 32):

@@ -223,6 +223,7 @@ def replace_linear(model: nn.Module, target_class: type[nn.Module], exclude: tup
 
     Returns the model. Linear layers that share one weight (tied) become one shared quantized module.
     """
+    check_bool(progress, "progress")
     if not (isinstance(target_class, type) and hasattr(target_class, "from_linear")):
         raise ValueError(f"target_class must be a quantized layer class with from_linear, got {target_class!r}")
     targets = [(name, module) for name, module in model.named_modules()

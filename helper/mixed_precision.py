@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .layers import W4A16Linear, W8A16Linear, fit_group_size
 from .linear_quant import QuantScheme, quantize_tensor
 from .sizes import weight_storage_bits
-from .validation import InputTypeError, check_choice, check_real
+from .validation import InputTypeError, check_bool, check_choice, check_real
 
 __all__ = ["UNIT_KINDS", "layer_units", "rtn_int4_weight", "unit_sensitivity", "fisher_sensitivity",
            "bits_per_weight_of", "allocate_bits", "apply_allocation"]
@@ -51,6 +51,7 @@ def layer_units(model: nn.Module, by: str = "type", exclude: tuple[str, ...] = (
 
 def rtn_int4_weight(weight: torch.Tensor, group_size: int = 128, symmetric: bool = True) -> torch.Tensor:
     """The weight a W4A16Linear.from_linear(..., adapt_group_size=True) layer computes with."""
+    symmetric = check_bool(symmetric, "symmetric")
     group_size = fit_group_size(weight.shape[1], group_size)
     scheme = (QuantScheme(bits=4, granularity="per_group", group_size=group_size) if symmetric else
               QuantScheme(bits=4, symmetric=False, signed=False, granularity="per_group", group_size=group_size,

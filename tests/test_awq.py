@@ -176,3 +176,9 @@ def test_nan_activations_and_odd_alphas_are_refused(call, message):
 def test_activation_scale_needs_a_feature_dimension():
     with pytest.raises(ValueError, match="x must be activations"):
         activation_scale(torch.tensor(0.5))
+
+
+@pytest.mark.parametrize("flag", ["symmetric", "clip", "quantize"])
+def test_awq_config_refuses_string_booleans(flag):
+    with pytest.raises(ValueError, match=f"{flag} must be True or False"):
+        AWQConfig(**{flag: "False"})

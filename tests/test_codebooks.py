@@ -174,3 +174,12 @@ def test_more_odd_sizes_are_refused():
         codebook_bits_per_parameter(10**400)
     with pytest.raises(ValueError, match=r"absmax must be 1-D, one value per block, got shape \(2, 1\)"):
         dequantize_blockwise(torch.zeros(2, dtype=torch.uint8), torch.ones(2, 1), nf4_codebook(), (2,))
+
+
+def test_double_quant_must_be_a_boolean():
+    with pytest.raises(ValueError, match="double_quant must be True or False"):
+        fake_quantize_codebook(torch.randn(64), nf4_codebook(), double_quant="False")
+    from helper.codebooks import codebook_quantize_model
+
+    with pytest.raises(ValueError, match="double_quant must be True or False"):
+        codebook_quantize_model(torch.nn.Sequential(torch.nn.Linear(64, 64)), nf4_codebook(), double_quant="no")

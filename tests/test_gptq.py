@@ -256,3 +256,9 @@ def test_hessian_accumulator_refuses_nan_and_odd_sizes():
         HessianAccumulator(10**6)
     with pytest.raises(ValueError, match="in_features must be an integer"):
         HessianAccumulator(4.5)
+
+
+@pytest.mark.parametrize("flag", ["symmetric", "act_order", "clip_search", "true_sequential"])
+def test_gptq_config_refuses_string_booleans(flag):
+    with pytest.raises(ValueError, match=f"{flag} must be True or False, got 'False'"):
+        GPTQConfig(**{flag: "False"})

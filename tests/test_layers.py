@@ -324,3 +324,8 @@ def test_bad_arguments_are_named(call, message):
 def test_fit_group_size_with_a_huge_preference_is_quick():
     assert fit_group_size(576, 1 << 24, 32) == fit_group_size(576, 576, 32) == 576
     assert fit_group_size(10, 128, 3) == 5  # 128, 125, ... 8, 5, as the step-by-step search finds
+
+
+def test_replace_linear_progress_must_be_a_boolean():
+    with pytest.raises(ValueError, match="progress must be True or False"):
+        replace_linear(nn.Sequential(_linear()), W8A16Linear, progress="False")

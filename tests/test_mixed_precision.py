@@ -121,3 +121,8 @@ def test_allocation_refuses_bits_it_cannot_store(change, message):
     sensitivity = {unit: float(i) for i, unit in enumerate(units)}
     with pytest.raises(ValueError, match=message):
         change(units, sensitivity, {unit: 4 for unit in units})
+
+
+def test_rtn_int4_weight_refuses_a_string_boolean():
+    with pytest.raises(ValueError, match="symmetric must be True or False"):
+        rtn_int4_weight(torch.randn(8, 64), 32, symmetric="False")
