@@ -24,7 +24,7 @@ from torch import nn
 
 from helper.layers import W2A16Linear, W4A16Linear, W8A16Linear, load_quantized, replace_linear, save_quantized
 
-TRIES = {"truncations": 100, "flips": 200, "header_fields": 250, "layer_fields": 250, "hypothesis": 100}
+TRIES = {"truncations": 100, "flips": 200, "header_fields": 250, "layer_fields": 250, "hypothesis": 100}  # 900
 SLACK = 16 << 20  # the interpreter's own small objects; nothing may scale with a size the file declares
 TRACE_EVERY = 10
 _CLASSES = (nn.Linear, W8A16Linear, W4A16Linear, W2A16Linear)

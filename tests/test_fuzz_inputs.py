@@ -26,7 +26,7 @@ from helper.gptq import HessianAccumulator
 from helper.layers import W4A16Linear, W8A16Linear
 from helper.linear_quant import QuantScheme
 
-TRIES_PER_FUNCTION = 30
+TRIES_PER_FUNCTION = 25  # x 37 functions = 925 tries
 SECONDS_PER_CALL = 10
 HELPER = str(Path(helper.__file__).resolve().parent)
 NAN, INF = float("nan"), float("inf")
