@@ -235,3 +235,12 @@ def test_a_damaged_cache_says_to_delete_it(tmp_path, monkeypatch):
         helper.minilm_path()
     (folder / "qf-fingerprint.json").write_text("{not json")  # an unreadable stamp means: convert again
     assert (helper.minilm_path() / "model.safetensors").is_file()
+
+
+def test_a_zip_that_unpacks_too_large_is_refused(tmp_path, monkeypatch):
+    from helper import models as models_module
+
+    monkeypatch.setattr(models_module, "_MAX_UNZIPPED_BYTES", 10)
+    archive = _zip(tmp_path / "model.zip", {"config.json": "{" + " " * 20 + "}"})
+    with pytest.raises(ValueError, match="would unpack to 22 bytes \\(more than 10\\): refused"):
+        models_module._extract_zip(archive, tmp_path / "target")

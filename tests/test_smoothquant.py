@@ -132,3 +132,8 @@ def test_w8a8_layer_checks_the_activations_it_gets():
         layer(torch.ones(3, 5))
     with pytest.raises(ValueError, match="x is torch.float64; this simulation computes in torch.float32"):
         layer(torch.ones(3, 8, dtype=torch.float64))
+
+
+def test_fake_int8_rows_refuses_a_negative_absmax_tensor():
+    with pytest.raises(ValueError, match=r"absmax holds maxima of \|x\|, which cannot be negative"):
+        fake_int8_rows(torch.ones(2, 3), torch.tensor(-1.0))
