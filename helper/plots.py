@@ -147,6 +147,8 @@ def plot_downcast_cost(errors: dict[str, dict[str, float]], ylabel: str, title: 
         bars = ax.bar(x + (i - (len(dtypes) - 1) / 2) * width, values, width, label=dtype, color=colour)
         ax.bar_label(bars, fmt="%.1e", fontsize=7)
     ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high * 6)  # room above the tallest bar for its label and the legend
     ax.set_xticks(x, list(errors))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
