@@ -12,7 +12,7 @@ import helper
     ("01.bf16_memory_7b", 14e9),
     ("01.bf16_memory_7b", np.int64(14_000_000_000)),
     ("01.bf16_memory_7b", torch.tensor(14e9)),
-    ("01.bf16_memory_7b", helper.model_memory_bytes(7e9, "BF16")),
+    ("01.bf16_memory_7b", helper.model_memory_bytes(7_000_000_000, "BF16")),
     ("01.fp16_bits_of_minus_2_5", "1 10000 0100000000"),
     ("01.fp16_bits_of_minus_2_5", "1100000100000000"),
     ("01.fp16_bits_of_minus_2_5", "1_10000_0100000000"),
