@@ -22,53 +22,64 @@ import torch
 import helper
 from helper.methods import Method, evaluate_methods, grid_bits_per_weight, method_table_text
 
+CHECKPOINT = {"zero_point_domain": "int", "scale_bits": 16}  # the storage of GPTQ/AWQ files, on every row
 ASYM = {"symmetric": False}
 AO = {"symmetric": False, "act_order": True}
+LLM_AWQ = {"awq_search": "block", "awq_clip": True}
 OUTLIERS = ("model.layers.11.mlp.down_proj", "model.layers.28.mlp.down_proj", "model.layers.29.mlp.down_proj")
 G64_BITS = 4 + (16 + 4) / 64  # uniform asym g64 in the checkpoint format: the equal-bits budget for mixed precision
 
 # (table, method). Every int4 row: g128 (96 where 128 does not divide 576), fp16 scales, integer zero-points.
 ROWS = (
     ("equal", Method("fp32", "fp32", 32)),
-    ("equal", Method("RTN int8 per-channel", "rtn", 8, None)),
-    ("equal", Method("RTN int4 sym", "rtn", 4)),
-    ("equal", Method("RTN int4 asym", "rtn", 4, **ASYM)),
-    ("equal", Method("GPTQ int4 sym", "gptq", 4)),
-    ("equal", Method("GPTQ int4 sym act-order", "gptq", 4, act_order=True)),
-    ("equal", Method("GPTQ int4 asym", "gptq", 4, **ASYM)),
-    ("equal", Method("GPTQ int4 asym act-order", "gptq", 4, **AO)),
-    ("equal", Method("AWQ int4 sym", "awq", 4)),
-    ("equal", Method("AWQ int4 asym", "awq", 4, **ASYM)),
-    ("best", Method("AWQ scales+clip, then GPTQ int4 asym act-order", "awq+gptq", 4, **AO)),
-    ("best", Method("AWQ scales+clip, then GPTQ int4 asym act-order MSE-clip", "awq+gptq", 4, clip_search=True, **AO)),
-    ("low", Method("RTN int3 asym", "rtn", 3, **ASYM)),
-    ("low", Method("GPTQ int3 asym act-order MSE-clip", "gptq", 3, clip_search=True, **AO)),
-    ("low", Method("AWQ scales+clip, then GPTQ int3 asym act-order MSE-clip", "awq+gptq", 3, clip_search=True, **AO)),
-    ("mixed", Method("GPTQ int4 asym act-order + int8 down_proj 11/28/29", "gptq", 4, int8_layers=OUTLIERS, **AO)),
+    ("equal", Method("RTN int8 per-channel", "rtn", 8, None, **CHECKPOINT)),
+    ("equal", Method("RTN int4 sym", "rtn", 4, **CHECKPOINT)),
+    ("equal", Method("RTN int4 asym", "rtn", 4, **ASYM, **CHECKPOINT)),
+    ("equal", Method("GPTQ int4 sym", "gptq", 4, **CHECKPOINT)),
+    ("equal", Method("GPTQ int4 sym act-order", "gptq", 4, act_order=True, **CHECKPOINT)),
+    ("equal", Method("GPTQ int4 asym", "gptq", 4, **ASYM, **CHECKPOINT)),
+    ("equal", Method("GPTQ int4 asym act-order", "gptq", 4, **AO, **CHECKPOINT)),
+    ("equal", Method("AWQ int4 sym", "awq", 4, **CHECKPOINT, **LLM_AWQ)),
+    ("equal", Method("AWQ int4 asym", "awq", 4, **ASYM, **CHECKPOINT, **LLM_AWQ)),
+    ("best", Method("AWQ scales+clip, then GPTQ int4 asym act-order", "awq+gptq", 4, **AO, **CHECKPOINT,
+                    **LLM_AWQ)),
+    ("best", Method("AWQ scales+clip, then GPTQ int4 asym act-order MSE-clip", "awq+gptq", 4, clip_search=True,
+                    **AO, **CHECKPOINT, **LLM_AWQ)),
+    ("low", Method("RTN int3 asym", "rtn", 3, **ASYM, **CHECKPOINT)),
+    ("low", Method("GPTQ int3 asym act-order MSE-clip", "gptq", 3, clip_search=True, **AO, **CHECKPOINT)),
+    ("low", Method("AWQ scales+clip, then GPTQ int3 asym act-order MSE-clip", "awq+gptq", 3, clip_search=True,
+                   **AO, **CHECKPOINT, **LLM_AWQ)),
+    ("mixed", Method("GPTQ int4 asym act-order + int8 down_proj 11/28/29", "gptq", 4, int8_layers=OUTLIERS, **AO,
+                     **CHECKPOINT)),
     ("mixed", Method(f"mixed: GPTQ int4 + int8 by Fisher (<= {G64_BITS:.4f} b/w)", "mixed", 4, budget_bits=G64_BITS,
-                     **AO)),
-    ("mixed", Method("GPTQ int4 g64 asym act-order (uniform)", "gptq", 4, 64, **AO)),
-    ("ablation", Method("RTN int4 asym MSE-clip", "rtn", 4, clip_search=True, **ASYM)),
-    ("ablation", Method("GPTQ int4 asym act-order MSE-clip", "gptq", 4, clip_search=True, **AO)),
-    ("ablation", Method("GPTQ int4 asym act-order true-sequential", "gptq", 4, true_sequential=True, **AO)),
+                     **AO, **CHECKPOINT)),
+    ("mixed", Method("GPTQ int4 g64 asym act-order (uniform)", "gptq", 4, 64, **AO, **CHECKPOINT)),
+    ("ablation", Method("RTN int4 asym MSE-clip", "rtn", 4, clip_search=True, **ASYM, **CHECKPOINT)),
+    ("ablation", Method("GPTQ int4 asym act-order MSE-clip", "gptq", 4, clip_search=True, **AO, **CHECKPOINT)),
+    ("ablation", Method("GPTQ int4 asym act-order true-sequential", "gptq", 4, true_sequential=True, **AO,
+                        **CHECKPOINT)),
     ("ablation", Method("GPTQ int4 scale+min act-order (fp32 scale, fp32 min)", "gptq", 4, zero_point_domain="float",
                         scale_bits=32, **AO)),
-    ("ablation", Method("AWQ int4 asym, block search, no clip", "awq", 4, awq_clip=False, **ASYM)),
+    ("ablation", Method("AWQ int4 asym, block search, no clip", "awq", 4, awq_clip=False, **ASYM, **CHECKPOINT,
+                        awq_search="block")),
     ("ablation", Method("AWQ int4 asym, layer search (simpler variant)", "awq", 4, awq_search="layer",
-                        awq_clip=False, **ASYM)),
+                        awq_clip=False, **ASYM, **CHECKPOINT)),
     ("calibration", Method("GPTQ int4 asym act-order, calibrated on stdlib docstrings", "gptq", 4,
-                           calibration="other", **AO)),
-    ("low", Method("RTN int2 g32 asym", "rtn", 2, 32, **ASYM)),
-    ("low", Method("GPTQ int2 g32 asym act-order MSE-clip", "gptq", 2, 32, clip_search=True, **AO)),
+                           calibration="other", **AO, **CHECKPOINT)),
+    ("low", Method("RTN int2 g32 asym", "rtn", 2, 32, **ASYM, **CHECKPOINT)),
+    ("low", Method("GPTQ int2 g32 asym act-order MSE-clip", "gptq", 2, 32, clip_search=True, **AO, **CHECKPOINT)),
 )
 Q4_1_ROWS = (  # the same rows on SmolLM2 with its weights pushed off the Q4_1 grid (see perturbed_off_q4_1)
     Method("off-grid: fp32", "fp32", 32),
-    Method("off-grid: RTN int4 asym", "rtn", 4, **ASYM),
-    Method("off-grid: GPTQ int4 asym act-order", "gptq", 4, **AO),
+    Method("off-grid: RTN int4 asym", "rtn", 4, **ASYM, **CHECKPOINT),
+    Method("off-grid: GPTQ int4 asym act-order", "gptq", 4, **AO, **CHECKPOINT),
 )
-FIRST = ("fp32", "RTN int4 sym", "RTN int4 asym", "GPTQ int4 asym act-order", "AWQ int4 asym",
-         "AWQ scales+clip, then GPTQ int4 asym act-order", "GPTQ int4 sym", "GPTQ int4 asym", "GPTQ int4 sym act-order",
-         "GPTQ int3 asym act-order MSE-clip", "GPTQ int4 asym act-order + int8 down_proj 11/28/29")  # run these first
+FIRST = ("fp32", "RTN int4 sym", "RTN int4 asym", "GPTQ int4 asym act-order", "GPTQ int4 sym", "AWQ int4 asym",
+         "AWQ scales+clip, then GPTQ int4 asym act-order", "GPTQ int3 asym act-order MSE-clip",
+         "GPTQ int4 asym act-order + int8 down_proj 11/28/29", "GPTQ int4 g64 asym act-order (uniform)",
+         "off-grid: fp32", "off-grid: RTN int4 asym", "off-grid: GPTQ int4 asym act-order",
+         "GPTQ int4 asym act-order, calibrated on stdlib docstrings", "GPTQ int4 sym act-order",
+         "GPTQ int4 asym")  # run these first: the machine is shared, the rest may wait for a later run
 TITLES = {
     "equal": "Equal storage: every int4 row at g128 with fp16 scales (+ 4-bit zero-points when asym)",
     "best": "Combinations for the +10 % target at <= 4.25 bits/weight",
@@ -188,7 +199,9 @@ def main() -> None:
             results[row["method"]] = row
         store.write_text(json.dumps(results, indent=1))
     note = (f"Perplexity on windows 0-15 (16 x 512 tokens of CPython's pydoc topics); calibration on windows 16-31 "
-            "(disjoint), except the row calibrated on helper.stdlib_docstring_text(). All linear layers of the 30 "
+            "(disjoint), except the row calibrated on helper.stdlib_docstring_text(). AWQ's scale search runs on "
+            "one calibration batch per block (4 windows, 2,048 tokens; 20 alphas), its clip search on 512 tokens. "
+            "All linear layers of the 30 "
             "blocks, never lm_head. g128 adapts to 96 where 128 does not divide 576 (as lesson 04); g64 divides "
             "both 576 and 1536. Bits per weight are the checkpoint format GPTQ/AWQ files use "
             "(helper.weight_storage_bits: codes + fp16 scales + integer zero-points packed at the code width; "

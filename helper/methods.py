@@ -35,7 +35,9 @@ class Method:
 
     Grid and storage: symmetric, or asymmetric with an integer zero-point (zero_point_domain "int", as GPTQ/AWQ
     files) or a float minimum ("float", the course's scale+min); scale_bits 16 (fp16 scales, as checkpoints)
-    or 32. act_order, clip_search (MSE range search) and true_sequential are GPTQ's options; awq_search
+    or 32. The defaults are the course's simulated layers (fp32 scale and minimum, the per-layer AWQ);
+    bench/lesson06_methods.py sets the checkpoint format (CHECKPOINT) and llm-awq's AWQ on every row.
+    act_order, clip_search (MSE range search) and true_sequential are GPTQ's options; awq_search
     ("block" = llm-awq, "layer" = the simpler variant) and awq_clip AWQ's. int8_layers: full layer names kept
     at 8 bits per channel. mixed: int8_layers chosen by sensitivity within budget_bits (real storage).
     calibration: which calibration set (a key of the dict evaluate_methods receives).
@@ -46,13 +48,13 @@ class Method:
     bits: int = 4
     group_size: int | None = 128
     symmetric: bool = True
-    zero_point_domain: str = "int"
-    scale_bits: int = 16
+    zero_point_domain: str = "float"
+    scale_bits: int = 32
     act_order: bool = False
     clip_search: bool = False
     true_sequential: bool = False
-    awq_search: str = "block"
-    awq_clip: bool = True
+    awq_search: str = "layer"
+    awq_clip: bool = False
     int8_layers: tuple[str, ...] = ()
     budget_bits: float = 4.5
     calibration: str = "same"
@@ -71,11 +73,13 @@ class Method:
                           scale_bits=self.scale_bits, true_sequential=self.true_sequential)
 
     def awq_config(self, fast: bool = False, quantize: bool = True) -> AWQConfig:
-        """This row's grid and AWQ options; fast: 10 alphas and 512 tokens (the notebook's configuration)."""
+        """This row's grid and AWQ options, max_tokens=512: the block search takes whole calibration batches up
+        to 512 tokens (one batch: 4 windows = 2,048 tokens at the default batch size; it runs the attention
+        block and MLP once per alpha, the dominant cost), the layer search 512 evenly spaced tokens; 20 alphas
+        as llm-awq, or 10 with fast (the notebook's configuration)."""
         return AWQConfig(self.bits, self.group_size, self.symmetric, search=self.awq_search, clip=self.awq_clip,
                          zero_point_domain=self.zero_point_domain, scale_bits=self.scale_bits, quantize=quantize,
-                         **({"alphas": tuple(i / 10 for i in range(10)), "max_tokens": 512} if fast else
-                            {"max_tokens": 2048}))
+                         max_tokens=512, **({"alphas": tuple(i / 10 for i in range(10))} if fast else {}))
 
 
 LESSON_06_METHODS = (
@@ -99,12 +103,13 @@ def _layer_bits(module: nn.Linear, bits: int, group_size: int | None, symmetric:
 
 
 def grid_bits_per_weight(model: nn.Module, bits: int, group_size: int | None, symmetric: bool = True,
-                         zero_point_domain: str = "int", scale_bits: int = 16, exclude: tuple[str, ...] = ("lm_head",),
-                         int8_layers: tuple[str, ...] = ()) -> float:
+                         zero_point_domain: str = "float", scale_bits: int = 32,
+                         exclude: tuple[str, ...] = ("lm_head",), int8_layers: tuple[str, ...] = ()) -> float:
     """Bits per linear weight of a per-group grid in its storage format (helper.weight_storage_bits per layer).
 
     Groups adapt where they do not divide in_features (g128 -> 96 on SmolLM2's 576 inputs); int8_layers are
-    counted at 8 bits with one scale per output row.
+    counted at 8 bits with one scale per output row. Defaults: the course's layers (fp32 scales and minimums);
+    zero_point_domain="int", scale_bits=16 is the GPTQ/AWQ checkpoint format.
     """
     total_bits, total_weights = 0.0, 0
     for name, module in model.named_modules():

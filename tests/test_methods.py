@@ -23,21 +23,23 @@ def _windows(n, seed):
 
 def test_grid_bits_per_weight_counts_codes_fp16_scales_and_packed_zero_points():
     model = _tiny_llama()
-    assert grid_bits_per_weight(model, 4, 32) == 4 + 16 / 32
-    assert grid_bits_per_weight(model, 4, 32, symmetric=False) == 4 + (16 + 4) / 32
-    assert grid_bits_per_weight(model, 3, 32, False, "float", 32) == 3 + 64 / 32  # the fp32 simulation's format
-    assert 8 < grid_bits_per_weight(model, 8, None) < 8.5  # per-row int8: 8 + 16 / in_features
+    real = {"zero_point_domain": "int", "scale_bits": 16}  # the checkpoint format
+    assert grid_bits_per_weight(model, 4, 32, **real) == 4 + 16 / 32
+    assert grid_bits_per_weight(model, 4, 32, symmetric=False, **real) == 4 + (16 + 4) / 32
+    assert grid_bits_per_weight(model, 3, 32, False) == 3 + 64 / 32  # the default: fp32 scale and fp32 minimum
+    assert 8 < grid_bits_per_weight(model, 8, None) < 8.5  # per-row int8: 8 + 32 / in_features
     down = ("model.layers.0.mlp.down_proj",)
     shares = {True: 128 * 64, False: 0}
     total = sum(m.weight.numel() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "lm" not in n)
     expected = 4.5 + shares[True] / total * (8 + 16 / 128 - 4.5)
-    assert grid_bits_per_weight(model, 4, 32, int8_layers=down) == pytest.approx(expected)
+    assert grid_bits_per_weight(model, 4, 32, int8_layers=down, **real) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("method", [
-    Method("rtn8", "rtn", 8, None), Method("rtn4", "rtn", 4, 32, symmetric=False),
-    Method("gptq4", "gptq", 4, 32, symmetric=False, act_order=True, int8_layers=("model.layers.1.mlp.down_proj",)),
-    Method("awq+gptq", "awq+gptq", 4, 32, symmetric=False, act_order=True),
+    Method("rtn8", "rtn", 8, None), Method("rtn4", "rtn", 4, 32, symmetric=False, zero_point_domain="int"),
+    Method("gptq4", "gptq", 4, 32, symmetric=False, act_order=True, int8_layers=("model.layers.1.mlp.down_proj",),
+           scale_bits=16, zero_point_domain="int"),
+    Method("awq+gptq", "awq+gptq", 4, 32, symmetric=False, act_order=True, awq_search="block", awq_clip=True),
 ], ids=["rtn8", "rtn4", "gptq4-int8-down", "awq+gptq"])
 def test_methods_leave_the_original_and_put_every_weight_on_its_grid(method):
     model = _tiny_llama()
@@ -57,11 +59,12 @@ def test_methods_leave_the_original_and_put_every_weight_on_its_grid(method):
 
 def test_mixed_precision_stays_within_its_budget_and_reports_its_int8_layers():
     model = _tiny_llama()
-    method = Method("mixed", "mixed", 4, 32, symmetric=False, budget_bits=4.9)
+    method = Method("mixed", "mixed", 4, 32, symmetric=False, budget_bits=4.9, zero_point_domain="int",
+                    scale_bits=16)
     rows = evaluate_methods(model, _windows(2, 1), _windows(2, 2), (Method("fp32", "fp32", 32), method), fast=True)
     assert rows[1]["bits_per_weight"] <= 4.9
     assert rows[1]["int8_layers"]  # the budget pays for some int8 layers
-    assert rows[1]["bits_per_weight"] == grid_bits_per_weight(model, 4, 32, False,
+    assert rows[1]["bits_per_weight"] == grid_bits_per_weight(model, 4, 32, False, "int", 16,
                                                                int8_layers=tuple(rows[1]["int8_layers"]))
     text = method_table_text(rows, base=rows[0]["perplexity"], with_seconds=True)
     assert "vs fp32" in text and "+0 %" in text
