@@ -59,7 +59,7 @@ test-browser: setup
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; } \
 		|| { echo "make test-browser needs Chromium at $(CHROMIUM): install the Debian package 'chromium'" \
 		"(sudo apt-get install chromium) or set CHROMIUM=/path/to/chromium"; exit 1; }
-	CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/browser -q
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/browser -q --durations=5
 
 test-notebooks: setup
 	$(PY) -m pytest $(NBVAL) $(NB) -q

@@ -212,7 +212,8 @@ def test_bit_explorer_in_a_running_lesson(running):
 
     flipped = "".join(b["bit"] for b in bits)[:-1] + ("0" if bits[-1]["bit"] == "1" else "1")
     x = helper.from_bits(flipped, "bfloat16")
-    _timed("flip last bit", timings, lambda: widget.locator("button", has_text=re.compile(r"^\s*[01]\s*$")).last.click(),
+    last_bit = widget.locator("button", has_text=re.compile(r"^\s*[01]\s*$")).last
+    _timed("flip last bit", timings, last_bit.click,
            shows(x, "bfloat16"))
     _timed("select float16", timings, lambda: dtype_box.select_option("float16"), shows(x, "float16"))
     _timed("select float8_e4m3fn", timings, lambda: dtype_box.select_option("float8_e4m3fn"),
@@ -241,18 +242,20 @@ def test_playground_in_a_running_lesson(running):
     report = widget.locator(".widget-html", has_text="MSE").first
     picture = widget.locator("img").first
     selects = widget.locator("select")
-    granularity, group_size, method = selects.nth(0), selects.nth(1), selects.nth(2)
+    granularity, group_size, method, percentile = (selects.nth(i) for i in range(4))
     handle = widget.locator(".noUi-handle").first
     timings = {}
     expect(report).to_contain_text("4-bit symmetric per_channel, minmax:")
     expect(group_size).to_be_disabled()  # no effect unless per_group
+    expect(percentile).to_be_disabled()  # no effect unless the range is percentile
 
-    def changes_to(text):
+    def changes_to(text, new_picture=True):
         before = picture.get_attribute("src")
 
         def wait():
             expect(report).to_contain_text(text)
-            expect(picture).not_to_have_attribute("src", before)
+            if new_picture:
+                expect(picture).not_to_have_attribute("src", before)
         return wait
 
     _timed("arrow right on bits", timings, lambda: (handle.focus(), handle.press("ArrowRight")),
@@ -279,7 +282,15 @@ def test_playground_in_a_running_lesson(running):
     expect(group_size).to_be_enabled()
     _timed("select group size 64", timings, lambda: group_size.select_option("64"),
            changes_to("8-bit asymmetric per_group (g=64), minmax:"))
-    _timed("select mse", timings, lambda: method.select_option("mse"), changes_to("8-bit asymmetric per_group (g=64), mse:"))
+    # With 64 values per group the 99.99th percentile is the max (the report says so): the same picture as min-max.
+    _timed("select percentile", timings, lambda: method.select_option("percentile"),
+           changes_to("8-bit asymmetric per_group (g=64), percentile 99.99:", new_picture=False))
+    expect(percentile).to_be_enabled()
+    _timed("select percentile 99", timings, lambda: percentile.select_option("99.0"),
+           changes_to("8-bit asymmetric per_group (g=64), percentile 99:", new_picture=False))  # may look the same
+    _timed("select mse", timings, lambda: method.select_option("mse"),
+           changes_to("8-bit asymmetric per_group (g=64), mse:"))
+    expect(percentile).to_be_disabled()
     page.screenshot("03_playground_after_driving", widget)
 
     # The numbers shown are the kernel's own: a new cell below prints playground_report for the same settings.
@@ -290,7 +301,8 @@ def test_playground_in_a_running_lesson(running):
     page.page.keyboard.press("b")
     new_cell = page.page.locator(".jp-Notebook .jp-Cell").nth(index + 1)
     new_cell.locator(".cm-content").click()
-    page.page.keyboard.insert_text(f'print(helper.playground_report({argument}, 8, False, "per_group", 64, "mse")[1])')
+    page.page.keyboard.insert_text(f"print(helper.playground_report({argument}, bits=8, symmetric=False, "
+                                   'granularity="per_group", group_size=64, method="mse", percentile=99.0)[1])')
     page.page.keyboard.press("Shift+Enter")
     printed = new_cell.locator(".jp-OutputArea-output")
     expect(printed).to_contain_text("MSE")
