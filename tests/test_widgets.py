@@ -170,6 +170,7 @@ def test_playground_stores_its_report_and_picture_for_readers_without_widgets():
 def test_report_html_becomes_plain_text():
     assert helper.widgets._html_to_text("<b>a &lt; b</b><br>c<pre>d\ne</pre>") == "a < b\ncd\ne"
 
+
 def _playground(x=None):
     import torch
 
