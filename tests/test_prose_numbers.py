@@ -65,12 +65,35 @@ ALLOWED: dict[str, dict[str, str]] = {
         "0.001": "the symlog threshold of helper.format_plots.plot_gguf_tradeoffs (linthresh=1e-3)",
         "4.126953125": "exercise 3's exact answer 4 + 8/64 + 32/(64 x 256): the solution's arithmetic",
     },
-    "06": {},
+    "06": {
+        "14.94": "lesson 04's printed RTN table (16 windows): the lesson's starting point",
+        "24.14": "lesson 04's printed RTN table (16 windows)",
+        "62%": "lesson 04's printed RTN table: 24.14 / 14.94 - 1",
+        "2,048": "make bench's AWQ calibration batch (bench/lesson06_methods.py)",
+        "1.00": "reference GPTQ's Quantizer(mse=True): shrink factors 1.00 down to 0.20",
+        "0.20": "reference GPTQ's Quantizer(mse=True): shrink factors 1.00 down to 0.20",
+        "2.4": "reference GPTQ's Quantizer(mse=True): error norm |w - q|^2.4",
+        "35%": "the equal-storage bench table (bench/results/lesson06_methods.md, README)",
+        "11%": "the equal-storage bench table (bench/results/lesson06_methods.md, README)",
+        "9%": "the equal-storage bench table (bench/results/lesson06_methods.md, README)",
+        "10%": "the course's target for int4 (issue 14): within +10 % of fp32",
+        "4.195": "the equal-storage bench table: helper.weight_storage_bits at g128, fp16 scales, 4-bit zeros",
+        "6.667": "exercise 1's solution (H = 2 X^T X / 3), checked by tests/test_exercises_lesson06.py",
+        "1.333": "exercise 1's solution, checked by tests/test_exercises_lesson06.py",
+        "3.333": "exercise 1's solution, checked by tests/test_exercises_lesson06.py",
+        "0.25": "exercise 3's solution: down_proj's share of a block's weights",
+        "0.25×": "exercise 3's solution: down_proj's share of a block's weights",
+        "0.75×": "exercise 3's solution: the other layers' share",
+        "884,736": "exercise 3's solution: 576 x 1536 weights of down_proj",
+        "3,538,944": "exercise 3's solution: weights of one SmolLM2 block",
+        "2.005": "exercise 3's solution arithmetic",
+        "3.250": "exercise 3's solution arithmetic",
+        "5.255": "exercise 3's answer, checked by tests/test_exercises_lesson06.py",
+    },
 }
 
 # Lessons whose prose still quotes numbers no output shows (being fixed: remove a lesson once it passes).
 STALE = {
-    "06",
 }
 
 
