@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import helper
-from helper.exercises.lesson04 import decimals, pack_3bit_reference, rounded_to_own_decimals
+from helper.exercises.core import decimals, rounded_to_own_decimals
+from helper.exercises.lesson04 import pack_3bit_reference
 
 
 def pack_3bit(codes):

@@ -6,7 +6,6 @@ The two packing exercises run the learner's own function on hidden cases and say
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 from typing import Any, Callable
 
 import numpy as np
@@ -14,61 +13,9 @@ import torch
 
 from ..layers import W4A16Linear
 from ..packing import pack
-from .core import Feedback, is_number
+from .core import Feedback, as_array, call_learner, is_number
 
 __all__ = ["CHECKERS"]
-
-
-# --- running a learner's function: every failure becomes a message, never a traceback -----------------------
-
-def call_learner(function: Any, name: str, *args: Any) -> tuple[Any, Feedback | None]:
-    """(result, None) if function(*args) returned something, else (None, the Feedback that says what went wrong)."""
-    if not callable(function):
-        return None, Feedback(False, f"pass your function itself ({name}, without brackets), not its result.")
-    try:
-        result = function(*args)
-    except Exception as error:  # a learner's function may fail in any way; say how
-        return None, Feedback(False, f"your function raised {type(error).__name__}: {error}")
-    if result is None:
-        return None, Feedback(False, "your function returned None: did you forget `return`?")
-    return result, None
-
-
-def as_array(result: Any, what: str) -> tuple[np.ndarray | None, str | None]:
-    """result (tensor, array, list) as a NumPy array, or (None, a message saying why it is not one)."""
-    if isinstance(result, (bytes, bytearray)):
-        return np.frombuffer(bytes(result), dtype=np.uint8).copy(), None
-    if isinstance(result, str):
-        return None, f"your function returned a string ({result[:30]!r}): return a tensor of {what}."
-    if isinstance(result, torch.Tensor):
-        return result.detach().cpu().numpy(), None
-    try:
-        array = np.asarray(result)
-    except (ValueError, TypeError):
-        return None, f"your function returned a ragged list (rows of different lengths): return a tensor of {what}."
-    if array.dtype == object:
-        return None, (f"your function returned a {type(result).__name__} that is not a flat array of numbers "
-                      f"(ragged or mixed): return a tensor of {what}.")
-    return array, None
-
-
-def decimals(answer: float) -> int:
-    """How many decimals a number was written with: decimals(4.127) = 3, decimals(4.1270) = 3, decimals(6) = 0."""
-    if not math.isfinite(answer) or float(answer).is_integer():
-        return 0
-    return max(0, -Decimal(repr(float(answer))).as_tuple().exponent)
-
-
-def rounded_to_own_decimals(answer: float, expected: float, min_decimals: int) -> bool | None:
-    """True if answer is expected rounded to the answer's own number of decimals (at least min_decimals).
-
-    None if it is expected rounded, but to fewer decimals than min_decimals (too coarse to tell apart).
-    E.g. expected 4.126953125: 4.127 and 4.12695 are True, 4.13 is None (2 < 3 decimals), 4.126 is False.
-    """
-    written = decimals(answer)
-    if abs(answer - expected) > 0.5 * 10.0**-written * (1 + 1e-9) + 1e-12:
-        return False
-    return True if written >= min_decimals else None
 
 
 # --- exercise 1: pack 2-bit codes -------------------------------------------------------------------------

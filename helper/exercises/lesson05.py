@@ -13,8 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..gguf_io import dequantize_q4_1
-from .core import Feedback, is_number
-from .lesson04 import as_array, call_learner, decimals, rounded_to_own_decimals
+from .core import Feedback, as_array, call_learner, decimals, is_number, rounded_to_own_decimals
 
 __all__ = ["CHECKERS"]
 
