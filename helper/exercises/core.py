@@ -69,16 +69,22 @@ def as_tensor(answer: Any) -> torch.Tensor | None:
 
 # --- running a learner's function: every failure becomes a message, never a traceback -----------------------
 
-def call_learner(function: Any, name: str, *args: Any) -> tuple[Any, Feedback | None]:
-    """(result, None) if function(*args) returned something, else (None, the Feedback that says what went wrong)."""
+def call_learner(function: Any, name: str, *args: Any, case: str = "",
+                 returns: str = "") -> tuple[Any, Feedback | None]:
+    """(result, None) if function(*args) returned something, else (None, the Feedback that says what went wrong).
+
+    case ("on a hidden 8x16 weight") prefixes the message; returns ("codes, scale") names what to return.
+    """
     if not callable(function):
         return None, Feedback(False, f"pass your function itself ({name}, without brackets), not its result.")
     try:
         result = function(*args)
     except Exception as error:  # a learner's function may fail in any way; say how
-        return None, Feedback(False, f"your function raised {type(error).__name__}: {error}")
+        prefix = f"{case} your" if case else "your"
+        return None, Feedback(False, f"{prefix} function raised {type(error).__name__}: {error}")
     if result is None:
-        return None, Feedback(False, "your function returned None: did you forget `return`?")
+        hint = f"end it with `return {returns}`" if returns else "did you forget `return`?"
+        return None, Feedback(False, f"your function returned None: {hint}.")
     return result, None
 
 

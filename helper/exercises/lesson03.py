@@ -15,7 +15,7 @@ import torch
 from ..integer_matmul import quantize_multiplier
 from ..linear_quant import QuantScheme, quantize_tensor
 from ..quant_noise import sqnr_full_scale_sine_db, sqnr_full_scale_uniform_db
-from .core import Feedback, as_tensor, is_number
+from .core import Feedback, as_tensor, call_learner, is_number
 
 __all__ = ["CHECKERS"]
 
@@ -121,18 +121,15 @@ def _read_array(value: Any, what: str) -> tuple[torch.Tensor | None, str]:
 
 def _per_channel_quantize(answer: Any) -> Feedback:
     if not callable(answer):
-        return Feedback(False, "pass your function itself (my_quantize), not its result.")
+        return call_learner(answer, "my_quantize")[1]
     for bits, weight in _hidden_weights():
         rows = weight.shape[0]
         q_max = 2 ** (bits - 1) - 1
         reference = quantize_tensor(weight, QuantScheme(bits=bits, granularity="per_channel", axis=0))
         case = f"on a {rows}x{weight.shape[1]} weight with bits={bits}"
-        try:
-            result = answer(weight.clone(), bits)
-        except Exception as error:  # a learner's function may fail in any way; say how
-            return Feedback(False, f"{case} your function raised {type(error).__name__}: {error}")
-        if result is None:
-            return Feedback(False, "your function returned None: end it with `return codes, scale`.")
+        result, problem = call_learner(answer, "my_quantize", weight.clone(), bits, case=case, returns="codes, scale")
+        if problem is not None:
+            return problem
         if isinstance(result, torch.Tensor):
             return Feedback(False, "your function returned one tensor: return two things, `return codes, scale`.")
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
