@@ -14,6 +14,7 @@ from .dtypes import (FLOAT_LAYOUTS, INT_BITS, Decomposition, FloatLayout, all_fi
 from .evaluate import (linear_weight_bits, logit_error, mean_cosine, next_token_agreement, perplexity, reference_text,
                        stdlib_docstring_text, token_windows, weight_differences)
 from .exercises import EXERCISES, Feedback, check, evaluate
+from .progress import progress, progress_report, reset_progress
 from .format_plots import (LLAMA_CPP_7B_TRADEOFFS, plot_code_usage, plot_codebook_bins, plot_gguf_tradeoffs,
                            plot_q4_1_block)
 from .gguf_io import (BLOCK_FORMATS, GGUFFile, GGUFFormatError, TensorInfo, dequantize_q4_0, dequantize_q4_1,
@@ -76,6 +77,7 @@ __all__ = [
     "cache_dir", "chat", "default_dtype", "flan_t5_small_config", "param_dtypes", "prepare_all", "embed_sentences", "load_gguf_model", "load_minilm", "load_smollm2", "minilm_path",
     "minilm_zip_path", "smollm2_gguf_path",
     "quiet_libraries", "seed_everything", "set_offline", "set_up_notebook",
+    "progress", "progress_report", "reset_progress",
     "FIELD_COLOURS", "plot_bit_layout", "plot_bytes_per_parameter", "plot_downcast_cost", "plot_footprints", "plot_model_memory", "plot_value_spacing",
     "FORMAT_BITS", "bits_per_parameter", "compute_module_sizes", "footprints_by_dtype", "format_bytes", "memory_table_text",
     "model_memory_bytes", "module_sizes_text", "size_breakdown", "tensor_bytes", "weight_storage_bits",

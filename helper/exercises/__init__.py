@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from . import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06
 from .core import Feedback, normalize_answer
+from ..progress import _is_unanswered, _record_attempt
 
 __all__ = ["Feedback", "EXERCISES", "evaluate", "check"]
 
@@ -28,5 +29,8 @@ def evaluate(exercise: str, answer: Any) -> Feedback:
 
 
 def check(exercise: str, answer: Any) -> None:
-    """Print instant feedback on answer for the named exercise."""
-    print(evaluate(exercise, answer))
+    """Print instant feedback on answer for the named exercise; helper.progress() lists what was checked."""
+    feedback = evaluate(exercise, answer)
+    if not _is_unanswered(answer):
+        _record_attempt(exercise, feedback.correct)
+    print(feedback)
