@@ -49,6 +49,11 @@ from .plots import (FIELD_COLOURS, plot_bit_layout, plot_bytes_per_parameter, pl
 from .outliers import LLMInt8Linear, find_outlier_features, int8_matmul_vectorwise, llm_int8_linear, llm_int8_model
 from .packing import PACKABLE_BITS, pack, packed_length, unpack
 from .qat import FakeQuantLinear, accuracy, make_mlp, make_spirals, ptq_weights, to_fake_quant, train_classifier
+from .lora import (LoRALinear, NF4Weight, add_lora, lora_memory_bytes, lora_parameters, make_lora_optimizer,
+                   measured_training_bytes, merge_lora)
+from .qat_llm import (QAT_CONFIG, QATLinear, code_changes, distillation_loss, freeze_qat, learn_scales_blockwise,
+                      lsq_fake_quantize, qat_bits_per_weight, qat_layers, qat_parameters, round_ste, to_qat,
+                      train_distilled)
 from .quant_noise import (best_step_gaussian_mse, gaussian_mse, lloyd_max_gaussian, sqnr_full_scale_sine_db,
                           sqnr_full_scale_uniform_db, uniform_noise_power)
 from .recipes import LESSON_04_RECIPES, Recipe, apply_recipe, evaluate_recipes, recipe_table_text
@@ -122,4 +127,9 @@ __all__ = [
     "INT32_MAX", "INT32_MIN", "int8_matmul_int32", "multiply_by_quantized_multiplier", "quantize_multiplier",
     "quantized_linear", "requantize", "rounding_divide_by_power_of_two", "saturating_rounding_doubling_high_mul",
     "zero_point_terms", "pytorch_quantized_linear",
+    "LoRALinear", "NF4Weight", "add_lora", "lora_memory_bytes", "lora_parameters", "make_lora_optimizer",
+    "measured_training_bytes", "merge_lora",
+    "QAT_CONFIG", "QATLinear", "code_changes", "distillation_loss", "freeze_qat", "learn_scales_blockwise",
+    "lsq_fake_quantize", "qat_bits_per_weight", "qat_layers", "qat_parameters", "round_ste", "to_qat",
+    "train_distilled",
 ]
