@@ -119,3 +119,61 @@ def test_notebook_code_cells_fit_in_100_columns(path):
                   for index, cell in enumerate(cells) if cell["cell_type"] == "code"
                   for number, line in enumerate("".join(cell["source"]).splitlines(), start=1) if len(line) > 100]
     assert not long_lines, f"{path.name}: code wider than 100 columns:\n" + "\n".join(long_lines)
+
+
+# The classroom kit (tools/classroom.py) builds student and solution editions from cell tags: the markdown cell
+# stating an exercise ("**Exercise N.** ...") and the code cell calling helper.check( carry `exercise`; each
+# solution is a markdown cell of its own, tagged `solution`, holding only <details>...</details>.
+# Lessons whose owner is still tagging them (not strict: a tagged lesson passes before its line is deleted).
+UNTAGGED_EXERCISES = {
+    "06_llm_quantization_methods.ipynb": "lesson 06 is being reworked; its owner tags its exercise cells",
+}
+SOLUTION = re.compile(r"\A<details><summary>Solution</summary>.*</details>\Z", re.S)
+STATEMENT = re.compile(r"^\*\*Exercise \d+\.\*\*", re.M)
+
+
+def exercise_convention_errors(cells: list) -> list:
+    """What in a notebook's cells breaks the exercise/solution tag convention (empty when it follows it)."""
+    errors = []
+    for index, cell in enumerate(cells):
+        source, tags = "".join(cell["source"]).strip(), cell["metadata"].get("tags", [])
+        where = f"cell {index}"
+        if cell["cell_type"] == "code":
+            if ("helper.check(" in source) != ("exercise" in tags):
+                errors.append(f"{where}: a helper.check( cell and an `exercise` tag go together")
+            continue
+        if ("<details><summary>Solution" in source or "solution" in tags) and not (
+                "solution" in tags and SOLUTION.match(source) and source.count("<details>") == 1):
+            errors.append(f"{where}: a solution is one markdown cell tagged `solution`, only <details>…</details>")
+        if "solution" in tags:
+            previous = cells[index - 1] if index else {"cell_type": "", "metadata": {}}
+            if previous["cell_type"] != "code" or "exercise" not in previous["metadata"].get("tags", []):
+                errors.append(f"{where}: a solution follows the exercise's helper.check( cell")
+        if (STATEMENT.search(source) or "exercise" in tags) and not (
+                "exercise" in tags and STATEMENT.match(source) and "<details" not in source):
+            errors.append(f"{where}: an exercise statement is a cell of its own starting '**Exercise N.**', "
+                          "tagged `exercise`")
+    statements = [c for c in cells if c["cell_type"] == "markdown" and "exercise" in c["metadata"].get("tags", [])]
+    solutions = [c for c in cells if "solution" in c["metadata"].get("tags", [])]
+    if len(statements) < 3 or len(statements) != len(solutions):
+        errors.append(f"{len(statements)} exercise statements and {len(solutions)} solutions: want >= 3, equal")
+    return errors
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(p, id=p.name, marks=[pytest.mark.xfail(reason=UNTAGGED_EXERCISES[p.name], strict=False)]
+                 if p.name in UNTAGGED_EXERCISES else []) for p in NOTEBOOKS])
+def test_exercises_follow_the_tag_convention(path):
+    errors = exercise_convention_errors(json.loads(path.read_text())["cells"])
+    assert not errors, f"{path.name}:\n" + "\n".join(errors)
+
+
+def test_the_convention_check_catches_a_solution_sharing_a_cell():
+    cells = json.loads(NOTEBOOKS[0].read_text())["cells"]
+    assert not exercise_convention_errors(cells)
+    solution = next(i for i, c in enumerate(cells) if "solution" in c["metadata"].get("tags", []))
+    merged = [dict(c) for c in cells]
+    merged[solution] = {**cells[solution], "source": cells[solution]["source"] + ["\n\n**Exercise 9.** Next."]}
+    assert any("solution" in e for e in exercise_convention_errors(merged))
+    untagged = [dict(c, metadata={}) if i == solution - 1 else c for i, c in enumerate(cells)]
+    assert any("helper.check(" in e for e in exercise_convention_errors(untagged))
