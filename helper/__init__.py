@@ -23,6 +23,12 @@ from .gguf_io import (BLOCK_FORMATS, GGUFFile, GGUFFormatError, TensorInfo, dequ
 from .gptq import (GPTQConfig, GPTQResult, HessianAccumulator, checkpoint_tensors, gptq_column_step, gptq_pack,
                    gptq_quantize_blocks, gptq_quantize_model, gptq_quantize_weight, rtn_quantize_weight,
                    sequential_stages, weight_scheme)
+from .checkpoint_export import (GPTQ_PACK_BITS, export_gptq_checkpoint, pack_int32, read_gptq_checkpoint,
+                                unpack_int32)
+from .kernels import INT4_KERNEL_GROUP_SIZES, Int4WeightOnlyLinear, Int8WeightOnlyLinear, to_fused_kernels
+from .speed import (arithmetic_intensity, current_rss_bytes, decode_bound_tokens_per_s, decode_bytes_per_token,
+                    greedy_decode_timing, kv_cache_bytes, measure_bandwidth, measure_matmul_flops, median_of_runs,
+                    peak_rss_bytes, release_memory, reset_peak_rss, ridge_point, roofline)
 from .layers import (W2A16Linear, W4A16Linear, W8A16Linear, WnA16Linear, fit_group_size, load_quantized,
                      replace_linear, save_quantized)
 from .linear_quant import (SUPPORTED_BITS, QuantizedTensor, QuantScheme, choose_qparams, choose_qparams_asymmetric,
@@ -132,4 +138,9 @@ __all__ = [
     "QAT_CONFIG", "QATLinear", "code_changes", "distillation_loss", "freeze_qat", "learn_scales_blockwise",
     "lsq_fake_quantize", "qat_bits_per_weight", "qat_layers", "qat_parameters", "round_ste", "to_qat",
     "train_distilled",
+    "GPTQ_PACK_BITS", "export_gptq_checkpoint", "pack_int32", "read_gptq_checkpoint", "unpack_int32",
+    "INT4_KERNEL_GROUP_SIZES", "Int4WeightOnlyLinear", "Int8WeightOnlyLinear", "to_fused_kernels",
+    "arithmetic_intensity", "current_rss_bytes", "decode_bound_tokens_per_s", "decode_bytes_per_token",
+    "greedy_decode_timing", "kv_cache_bytes", "measure_bandwidth", "measure_matmul_flops", "median_of_runs",
+    "peak_rss_bytes", "release_memory", "reset_peak_rss", "ridge_point", "roofline",
 ]
