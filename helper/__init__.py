@@ -46,9 +46,10 @@ from .microscaling import (ELEMENT_FORMATS, FP8_GRANULARITIES, MX_FORMATS, Eleme
                            nvfp4_bits_per_weight, quantize_mx, quantize_nvfp4, round_to_element, w8a8_fp8_model)
 from .mixed_precision import (UNIT_KINDS, allocate_bits, apply_allocation, bits_per_weight_of, fisher_sensitivity,
                               layer_units, rtn_int4_weight, unit_sensitivity)
-from .method_plots import plot_gptq_columns, plot_salient_channels, plot_sensitivity, plot_smoothing
-from .methods import (LESSON_06_METHODS, Method, apply_method, evaluate_methods, grid_bits_per_weight,
-                      method_bits_per_weight, method_table_text)
+from .method_plots import (plot_gptq_columns, plot_layer_sensitivity, plot_salient_channels, plot_sensitivity,
+                           plot_smoothing)
+from .methods import (LESSON_06_METHODS, Method, apply_method, choose_int8_layers, evaluate_methods,
+                      grid_bits_per_weight, method_bits_per_weight, method_table_text)
 from .models import (ARCHITECTURES, SMOLLM2_GGUF_NAME, DummyModel, OfflineModelMissing, blip_base_config,
                      build_model, cache_dir, chat, default_dtype, flan_t5_small_config, param_dtypes, prepare_all, embed_sentences, load_gguf_model, load_minilm, load_smollm2, minilm_path,
                      minilm_zip_path, smollm2_gguf_path)
@@ -122,9 +123,9 @@ __all__ = [
     "UNIT_KINDS", "allocate_bits", "apply_allocation", "bits_per_weight_of", "layer_units", "rtn_int4_weight",
     "fisher_sensitivity",
     "unit_sensitivity",
-    "plot_gptq_columns", "plot_salient_channels", "plot_sensitivity", "plot_smoothing",
+    "plot_gptq_columns", "plot_salient_channels", "plot_sensitivity", "plot_smoothing", "plot_layer_sensitivity",
     "LESSON_06_METHODS", "Method", "apply_method", "evaluate_methods", "grid_bits_per_weight", "method_table_text",
-    "method_bits_per_weight",
+    "method_bits_per_weight", "choose_int8_layers",
     "LLMInt8Linear", "find_outlier_features", "int8_matmul_vectorwise", "llm_int8_linear", "llm_int8_model",
     "ACTIVATION_MODES", "W8A8FakeLinear", "activation_channel_absmax", "fake_int8_rows", "smooth_model",
     "smoothing_scales", "w8a8_model",

@@ -49,7 +49,7 @@ class AWQConfig:
     group_size: int | None = 128
     symmetric: bool = True
     alphas: tuple[float, ...] = tuple(i / 20 for i in range(20))  # 0, 0.05, ..., 0.95, as in the paper's code
-    max_tokens: int = 4096  # block search: whole calibration batches up to this many tokens; layer: evenly spaced
+    max_tokens: int = 4096  # block search: the first windows up to this many tokens; layer: evenly spaced
     search: str = "block"
     clip: bool = True
     clip_tokens: int = 512  # llm-awq's n_sample_token for the clipping search
@@ -233,14 +233,29 @@ def _capture_calls(block: nn.Module, names: list[str], inputs: BlockInputs) -> d
     return calls
 
 
+def _slice_windows(value: object, count: int, batch: int) -> object:
+    """The first count windows of a keyword argument that has one entry per window (dim 0 == batch)."""
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch:
+        return value[:count]
+    if isinstance(value, tuple):
+        return tuple(_slice_windows(v, count, batch) for v in value)
+    return value  # shared by all windows (rotary embeddings of shape (1, ...), None, flags)
+
+
 def _first_tokens(inputs: BlockInputs, max_tokens: int) -> BlockInputs:
-    """Whole calibration batches, in order, until at least max_tokens tokens (attention needs whole windows)."""
-    count = 0
-    for index, hidden in enumerate(inputs.hidden):
-        count += hidden[..., 0].numel()
+    """The first windows, in order, until at least max_tokens tokens: the batch that crosses max_tokens is cut
+    to the windows needed (whole windows only: attention needs whole sequences), e.g. 512 of 4 x 512 -> 1."""
+    hidden, kwargs, count = [], [], 0
+    for batch_hidden, batch_kwargs in zip(inputs.hidden, inputs.kwargs):
+        batch, window = batch_hidden.shape[0], batch_hidden[0, ..., 0].numel()
+        needed = min(batch, -(-(max_tokens - count) // window))  # ceil: windows still needed from this batch
+        hidden.append(batch_hidden[:needed])
+        kwargs.append({k: _slice_windows(v, needed, batch) for k, v in batch_kwargs.items()} if needed < batch
+                      else batch_kwargs)
+        count += needed * window
         if count >= max_tokens:
             break
-    return BlockInputs(inputs.hidden[:index + 1], inputs.kwargs[:index + 1])
+    return BlockInputs(hidden, kwargs)
 
 
 def _hidden(call: tuple[tuple, dict]) -> torch.Tensor:
@@ -291,7 +306,8 @@ def awq_quantize_blocks(blocks: list[nn.Module] | nn.ModuleList, inputs: BlockIn
         if config.clip:
             clipped = {name: layer for name, layer in linear_layers(block).items()
                        if not name.endswith(NO_CLIP)}
-            first = _first_tokens(block_inputs, 1)  # one batch; clip_search subsamples clip_tokens of it
+            first = BlockInputs(block_inputs.hidden[:1], block_inputs.kwargs[:1])  # one batch; clip_search
+            # subsamples clip_tokens of it, evenly spaced
             calls = _capture_calls(block, list(clipped), first)
             for name, layer in clipped.items():
                 max_val, _ = clip_search(layer.weight, torch.cat([_hidden(c) for c in calls[name]]), config)

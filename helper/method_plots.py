@@ -6,7 +6,8 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["plot_salient_channels", "plot_gptq_columns", "plot_sensitivity", "plot_smoothing"]
+__all__ = ["plot_salient_channels", "plot_gptq_columns", "plot_sensitivity", "plot_layer_sensitivity",
+           "plot_smoothing"]
 
 
 def plot_salient_channels(x_scale: torch.Tensor, losses: dict[float, float], title: str = "") -> Figure:
@@ -58,6 +59,32 @@ def plot_sensitivity(sensitivity: dict[str, float], allocation: dict[str, int] |
     ax.invert_yaxis()
     ax.set_xlabel("KL(fp32 || only this unit in int4), nats per token")
     ax.set_title("Which layers suffer most from 4 bits" + (" (red: given 8 bits)" if allocation else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_sensitivity(sensitivity: dict[str, float], int8_layers: tuple[str, ...] = (),
+                           title: str = "") -> Figure:
+    """Sensitivity of every linear layer against its block index, one line per layer type (log scale);
+    the layers kept in int8 are circled in red. Names as model.named_modules(): "model.layers.11.mlp.down_proj"."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    by_type: dict[str, list[tuple[int, float]]] = {}
+    for name, value in sensitivity.items():
+        parts = name.split(".")
+        index = next(i for i, part in enumerate(parts) if part.isdigit())
+        by_type.setdefault(".".join(parts[index + 1:]), []).append((int(parts[index]), value))
+    for layer_type, points in by_type.items():
+        blocks, values = zip(*sorted(points))
+        ax.plot(blocks, values, marker="o", markersize=3, linewidth=1, label=layer_type)
+    chosen = [(int(next(p for p in n.split(".") if p.isdigit())), sensitivity[n]) for n in int8_layers]
+    if chosen:
+        ax.scatter(*zip(*chosen), s=120, facecolors="none", edgecolors="tab:red", linewidths=1.5, zorder=3,
+                   label=f"kept in int8 ({len(chosen)})")
+    ax.set_yscale("log")
+    ax.set_xlabel("block")
+    ax.set_ylabel("estimated loss increase in int4 (nats)")
+    ax.set_title(title or "Which linear layers suffer most from 4 bits", fontsize=10)
+    ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     return fig
 

@@ -23,8 +23,8 @@ from .layerwise import decoder_blocks, linear_layers
 from .mixed_precision import allocate_bits, fisher_sensitivity, layer_units
 from .sizes import weight_storage_bits
 
-__all__ = ["Method", "LESSON_06_METHODS", "grid_bits_per_weight", "method_bits_per_weight", "apply_method",
-           "evaluate_methods", "method_table_text"]
+__all__ = ["Method", "LESSON_06_METHODS", "grid_bits_per_weight", "method_bits_per_weight", "choose_int8_layers",
+           "apply_method", "evaluate_methods", "method_table_text"]
 
 KINDS = ("fp32", "rtn", "gptq", "awq", "awq+gptq", "mixed", "w8a8", "smoothquant", "llm_int8")
 
@@ -73,13 +73,14 @@ class Method:
                           scale_bits=self.scale_bits, true_sequential=self.true_sequential)
 
     def awq_config(self, fast: bool = False, quantize: bool = True) -> AWQConfig:
-        """This row's grid and AWQ options, max_tokens=512: the block search takes whole calibration batches up
-        to 512 tokens (one batch: 4 windows = 2,048 tokens at the default batch size; it runs the attention
-        block and MLP once per alpha, the dominant cost), the layer search 512 evenly spaced tokens; 20 alphas
-        as llm-awq, or 10 with fast (the notebook's configuration)."""
+        """This row's grid and AWQ options. The block search (which runs the attention block and MLP once per
+        alpha, the dominant cost) uses the first 2,048 calibration tokens (4 windows, as the bench rows were
+        measured), or 512 (one window) with fast; the layer search 512 evenly spaced tokens. 20 alphas as
+        llm-awq, or 10 with fast (the notebook's configuration)."""
+        search_tokens = 512 if fast or self.awq_search == "layer" else 2048
         return AWQConfig(self.bits, self.group_size, self.symmetric, search=self.awq_search, clip=self.awq_clip,
                          zero_point_domain=self.zero_point_domain, scale_bits=self.scale_bits, quantize=quantize,
-                         max_tokens=512, **({"alphas": tuple(i / 10 for i in range(10))} if fast else {}))
+                         max_tokens=search_tokens, **({"alphas": tuple(i / 10 for i in range(10))} if fast else {}))
 
 
 LESSON_06_METHODS = (
@@ -154,9 +155,15 @@ def _rtn(model: nn.Module, method: Method) -> nn.Module:
     return model
 
 
-def _mixed_int8_layers(model: nn.Module, method: Method, calibration_windows: torch.Tensor, fast: bool,
-                       progress: bool) -> tuple[str, ...]:
-    """The layers mixed precision keeps in int8: Fisher sensitivity of the row's int4 grid, greedy within budget."""
+def choose_int8_layers(model: nn.Module, method: Method, calibration_windows: torch.Tensor, fast: bool = False,
+                       progress: bool = False) -> tuple[tuple[str, ...], dict[str, float]]:
+    """Mixed precision's choice: (the layers kept in int8, Fisher sensitivity of each linear layer).
+
+    Sensitivity: helper.fisher_sensitivity of the row's int4 grid (RTN), on 4 calibration windows (1 with fast);
+    allocation: helper.allocate_bits, one unit per linear layer, within method.budget_bits in the row's storage.
+    """
+    if method.kind != "mixed":
+        raise ValueError(f"method.kind must be 'mixed' to choose int8 layers, got {method.kind!r}")
     units = layer_units(model, "layer")
     config = method.gptq_config()
     names = [name for names in units.values() for name in names]
@@ -169,7 +176,7 @@ def _mixed_int8_layers(model: nn.Module, method: Method, calibration_windows: to
     allocation = allocate_bits(model, units, sensitivity, method.budget_bits, method.group_size or 128,
                                symmetric=method.symmetric, zero_point_domain=method.zero_point_domain,
                                scale_bits=method.scale_bits)
-    return tuple(unit for unit, bits in allocation.items() if bits == 8)
+    return tuple(unit for unit, bits in allocation.items() if bits == 8), sensitivity
 
 
 def apply_method(model: nn.Module, method: Method, calibration_windows: torch.Tensor,
@@ -185,7 +192,7 @@ def apply_method(model: nn.Module, method: Method, calibration_windows: torch.Te
         raise ValueError(f"{method.kind} is applied with helper.smoothquant / helper.outliers, not apply_method")
     int8_layers = method.int8_layers
     if method.kind == "mixed":
-        int8_layers = _mixed_int8_layers(model, method, calibration_windows, fast, progress)
+        int8_layers, _ = choose_int8_layers(model, method, calibration_windows, fast, progress)
         if details is not None:
             details["int8_layers"] = int8_layers
     model = copy.deepcopy(model)

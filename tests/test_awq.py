@@ -5,10 +5,10 @@ import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from helper.awq import (AWQConfig, LLAMA_SCALE_GROUPS, activation_scale, apply_clip, apply_scale,
+from helper.awq import (AWQConfig, LLAMA_SCALE_GROUPS, _first_tokens, activation_scale, apply_clip, apply_scale,
                         awq_quantize_blocks, awq_quantize_model, awq_scales, clip_search, rtn_weight,
                         search_block_scale, search_scale)
-from helper.layerwise import BlockInputs, capture_block_inputs, decoder_blocks, linear_layers
+from helper.layerwise import BlockInputs, capture_block_inputs, decoder_blocks, linear_layers, run_block
 
 
 def _tiny_llama(seed=0):
@@ -103,6 +103,27 @@ def test_block_inputs_are_captured_per_batch_and_errors_are_clear():
         AWQConfig(alphas=())
     with pytest.raises(ValueError, match="no calibration data"):
         awq_quantize_blocks(decoder_blocks(model), BlockInputs(hidden=[]))
+
+
+@torch.no_grad()
+def test_max_tokens_cuts_the_search_inside_a_calibration_batch():
+    model = _tiny_llama()
+    inputs = capture_block_inputs(model, _windows(6), batch_size=4)  # batches of 4 and 2 windows of 32 tokens
+    cut = _first_tokens(inputs, 40)  # 40 tokens -> the first 2 windows of the first batch, not all 4
+    assert [h.shape[0] for h in cut.hidden] == [2] and torch.equal(cut.hidden[0], inputs.hidden[0][:2])
+    assert [h.shape[0] for h in _first_tokens(inputs, 4 * 32 + 1).hidden] == [4, 1]
+    assert [h.shape[0] for h in _first_tokens(inputs, 10 ** 6).hidden] == [4, 2]
+    block = decoder_blocks(model)[0]
+    assert torch.allclose(run_block(block, cut).hidden[0], run_block(block, inputs).hidden[0][:2], atol=1e-5)
+    mask = torch.zeros(4, 1, 32, 32)  # a per-window keyword argument is cut with the windows
+    cut = _first_tokens(BlockInputs([inputs.hidden[0]], [{"attention_mask": mask, "flag": True}]), 32)
+    assert cut.kwargs[0]["attention_mask"].shape[0] == 1 and cut.kwargs[0]["flag"] is True
+    config = AWQConfig(bits=3, group_size=32, alphas=(0.0, 0.25, 0.5, 0.75), clip=False, max_tokens=64)
+    searched = awq_quantize_model(copy.deepcopy(model), _windows(6), config, batch_size=4)
+    alone = awq_quantize_model(copy.deepcopy(model), _windows(6)[:2], config, batch_size=2)  # the 2 windows only
+    for name, result in searched.items():
+        assert result["alpha"] == alone[name]["alpha"], name
+        assert result["losses"] == pytest.approx(alone[name]["losses"], rel=1e-4), name
 
 
 class _ToyMLP(nn.Module):

@@ -4,7 +4,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from helper.method_plots import plot_gptq_columns, plot_salient_channels, plot_sensitivity, plot_smoothing  # noqa: E402
+from helper.method_plots import (plot_gptq_columns, plot_layer_sensitivity, plot_salient_channels,  # noqa: E402
+                                plot_sensitivity, plot_smoothing)
 
 
 def test_method_figures_have_titles_labels_and_data():
@@ -21,4 +22,17 @@ def test_method_figures_have_titles_labels_and_data():
     plt.close(fig)
     fig = plot_smoothing(torch.rand(8) * 50, torch.rand(8), torch.rand(8) * 5, torch.rand(8) * 2)
     assert [ax.get_title() for ax in fig.axes] == ["before smoothing", "after smoothing"]
+    plt.close(fig)
+
+
+def test_layer_sensitivity_draws_one_line_per_layer_type_and_circles_the_int8_layers():
+    sensitivity = {f"model.layers.{b}.{t}": 0.1 * (b + 1) * (3 if t == "mlp.down_proj" else 1)
+                   for b in range(3) for t in ("self_attn.q_proj", "mlp.down_proj")}
+    fig = plot_layer_sensitivity(sensitivity, ("model.layers.2.mlp.down_proj",))
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["self_attn.q_proj", "mlp.down_proj"]
+    assert list(ax.lines[1].get_xdata()) == [0, 1, 2] and ax.get_yscale() == "log"
+    circled = ax.collections[0].get_offsets()
+    assert circled.tolist() == [[2.0, sensitivity["model.layers.2.mlp.down_proj"]]]
+    assert "kept in int8 (1)" in [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(fig)

@@ -6,8 +6,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import helper.methods
-from helper.methods import (Method, apply_method, evaluate_methods, grid_bits_per_weight, method_bits_per_weight,
-                            method_table_text)
+from helper.methods import (Method, apply_method, choose_int8_layers, evaluate_methods, grid_bits_per_weight,
+                            method_bits_per_weight, method_table_text)
 
 
 def _tiny_llama():
@@ -68,6 +68,18 @@ def test_mixed_precision_stays_within_its_budget_and_reports_its_int8_layers():
                                                                int8_layers=tuple(rows[1]["int8_layers"]))
     text = method_table_text(rows, base=rows[0]["perplexity"], with_seconds=True)
     assert "vs fp32" in text and "+0 %" in text
+
+
+def test_choose_int8_layers_ranks_every_layer_and_spends_the_budget_on_the_most_sensitive():
+    model = _tiny_llama()
+    method = Method("mixed", "mixed", 4, 32, symmetric=False, budget_bits=4.9, zero_point_domain="int",
+                    scale_bits=16)
+    int8_layers, sensitivity = choose_int8_layers(model, method, _windows(2, 2), fast=True)
+    assert len(sensitivity) == 14 and all(value >= 0 for value in sensitivity.values())  # 7 layers x 2 blocks
+    assert int8_layers and set(int8_layers) <= set(sensitivity)
+    assert grid_bits_per_weight(model, 4, 32, False, "int", 16, int8_layers=int8_layers) <= 4.9
+    with pytest.raises(ValueError, match="kind must be 'mixed'"):
+        choose_int8_layers(model, Method("rtn", "rtn", 4), _windows(2, 2))
 
 
 def test_every_row_goes_through_apply_method_once_with_its_calibration_set(monkeypatch):
