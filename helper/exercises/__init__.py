@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06
+from . import lesson07
 from . import lesson09
 from .core import Feedback, normalize_answer
 from ..progress import _is_unanswered, _record_attempt
@@ -17,6 +18,7 @@ __all__ = ["Feedback", "EXERCISES", "evaluate", "check"]
 EXERCISES: dict[str, Callable[[Any], Feedback]] = {
     **lesson01.CHECKERS, **lesson02.CHECKERS, **lesson03.CHECKERS,
     **lesson04.CHECKERS, **lesson05.CHECKERS, **lesson06.CHECKERS,
+    **lesson07.CHECKERS,
     **lesson09.CHECKERS,
 }
 
