@@ -6,7 +6,8 @@ SmolLM2 from it: the path a learner on Windows or a laptop without make follows 
 The commands are read from the README block between `<!-- no-make-install:start -->` and `:end -->`; each
 `python -m ...` line runs with the new venv's python. The torch line keeps its `--extra-index-url` only if that
 index answers (tools/torch_index.py), like `make setup`. The model cache goes to a temporary QF_CACHE_DIR, so
-the conversion runs from scratch. Prints the time of each step.
+the conversion runs from scratch. pip gets `--quiet --no-compile` (Python compiles on first import instead).
+Prints the time of each step.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def main() -> int:
             command = _torch_fallback(command)
             start = time.perf_counter()
             argv = [python] + command[1:]
-            if argv[1:3] == ["-m", "pip"]:
-                argv.insert(4, "--quiet")
+            if argv[1:3] == ["-m", "pip"]:  # quiet, and no .pyc compiling of torch's files (minutes on 2 cores)
+                argv[4:4] = ["--quiet", "--no-compile"]
             result = subprocess.run(argv, cwd=ROOT, env=environment)
             shown = " ".join(command) if command[1] != "-c" else "python -c <import helper; load_smollm2()>"
             print(f"{shown}: {time.perf_counter() - start:.0f} s", flush=True)
