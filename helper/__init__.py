@@ -62,7 +62,8 @@ from .outliers import LLMInt8Linear, find_outlier_features, int8_matmul_vectorwi
 from .packing import PACKABLE_BITS, pack, packed_length, unpack
 from .qat import FakeQuantLinear, accuracy, make_mlp, make_spirals, ptq_weights, to_fake_quant, train_classifier
 from .lora import (LoRALinear, NF4Weight, add_lora, lora_memory_bytes, lora_parameters, make_lora_optimizer,
-                   measured_training_bytes, merge_lora)
+                   measured_training_bytes, merge_lora, merge_lora_model, train_lora)
+from .training_plots import plot_code_moves, plot_training_curves
 from .qat_llm import (QAT_CONFIG, QATLinear, code_changes, distillation_loss, freeze_qat, learn_scales_blockwise,
                       lsq_fake_quantize, qat_bits_per_weight, qat_layers, qat_parameters, round_ste, to_qat,
                       train_distilled)
@@ -145,10 +146,10 @@ __all__ = [
     "fake_quantize_nvfp4", "mx_bits_per_weight", "mx_shared_exponent", "nvfp4_bits_per_weight", "quantize_mx",
     "quantize_nvfp4", "round_to_element", "w8a8_fp8_model",
     "LoRALinear", "NF4Weight", "add_lora", "lora_memory_bytes", "lora_parameters", "make_lora_optimizer",
-    "measured_training_bytes", "merge_lora",
+    "measured_training_bytes", "merge_lora", "merge_lora_model", "train_lora",
     "QAT_CONFIG", "QATLinear", "code_changes", "distillation_loss", "freeze_qat", "learn_scales_blockwise",
     "lsq_fake_quantize", "qat_bits_per_weight", "qat_layers", "qat_parameters", "round_ste", "to_qat",
-    "train_distilled",
+    "train_distilled", "plot_code_moves", "plot_training_curves",
     "GPTQ_PACK_BITS", "export_gptq_checkpoint", "pack_int32", "read_gptq_checkpoint", "unpack_int32",
     "INT4_KERNEL_GROUP_SIZES", "Int4WeightOnlyLinear", "Int8WeightOnlyLinear", "to_fused_kernels",
     "arithmetic_intensity", "current_rss_bytes", "decode_bound_tokens_per_s", "decode_bytes_per_token",

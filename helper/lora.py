@@ -22,7 +22,7 @@ from .packing import pack, unpack
 from .validation import InputTypeError, check_bool, check_choice, check_int_in_range, check_positive
 
 __all__ = ["NF4Weight", "LoRALinear", "add_lora", "lora_parameters", "make_lora_optimizer", "merge_lora",
-           "lora_memory_bytes", "measured_training_bytes"]
+           "merge_lora_model", "train_lora", "lora_memory_bytes", "measured_training_bytes"]
 
 BASES = ("nf4", "int4", "fp32")
 
@@ -169,6 +169,53 @@ def merge_lora(layer: LoRALinear, requantize: bool = False) -> nn.Linear:
             requantized = W4A16Linear.from_linear(merged, layer.base.group_size, layer.base.symmetric)
             merged.weight.copy_(requantized.dequantized_weight(torch.float32))
     return merged
+
+
+def merge_lora_model(model: nn.Module, requantize: bool = False) -> nn.Module:
+    """A copy of model with every LoRALinear folded into an nn.Linear (merge_lora), optionally re-quantized."""
+    model = copy.deepcopy(model)
+    names = [name for name, module in model.named_modules() if isinstance(module, LoRALinear)]
+    if not names:
+        raise ValueError("the model has no LoRALinear layers to merge")
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, merge_lora(getattr(parent, child), requantize).requires_grad_(False))
+    return model
+
+
+def train_lora(model: nn.Module, windows: torch.Tensor, steps: int, lr: float = 1e-3, batch_size: int = 2,
+               evaluate=None, eval_every: int = 0, progress: bool = False) -> dict[str, list]:
+    """Adam on the adapters, next-token cross-entropy over windows cycled in order; returns the loss curve.
+
+    evaluate(model) -> float runs at step 0, every eval_every steps and at the end: (step, value) pairs.
+    """
+    from tqdm.auto import tqdm
+
+    steps = check_int_in_range(steps, "steps", 1)
+    batch_size = check_int_in_range(batch_size, "batch_size", 1)
+    if not isinstance(windows, torch.Tensor) or windows.dim() != 2 or windows.shape[1] < 2:
+        raise ValueError(f"windows must be (n, tokens >= 2) token ids, got {getattr(windows, 'shape', windows)}")
+    optimizer = make_lora_optimizer(model, lr)
+    history: dict[str, list] = {"loss": [], "eval": []}
+    if evaluate is not None:
+        history["eval"].append((0, evaluate(model)))
+    model.train()
+    for step in tqdm(range(steps), desc="LoRA", disable=not progress, leave=False):
+        start = (step * batch_size) % windows.shape[0]
+        batch = windows[start:start + batch_size]
+        logits = model(input_ids=batch).logits
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history["loss"].append(loss.item())
+        if evaluate is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            model.eval()
+            history["eval"].append((step + 1, evaluate(model)))
+            model.train()
+    model.eval()
+    return history
 
 
 def lora_memory_bytes(base_params: int, adapter_params: int, base_bits: float, activation_bytes: int = 0,

@@ -9,7 +9,7 @@ from torch import nn
 import helper
 from helper.codebooks import fake_quantize_codebook, nf4_codebook
 from helper.lora import LoRALinear, NF4Weight, add_lora, lora_memory_bytes, make_lora_optimizer, merge_lora
-from helper.lora import measured_training_bytes
+from helper.lora import measured_training_bytes, merge_lora_model, train_lora
 
 
 def _linear(in_features=128, out_features=64, bias=True, seed=0):
@@ -152,3 +152,30 @@ def test_bad_inputs_raise_clear_errors():
         add_lora(nn.ReLU())
     with pytest.raises(TypeError, match="LoRALinear"):
         merge_lora(_linear())
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+    return LlamaForCausalLM(config).eval()
+
+
+def test_train_lora_lowers_the_loss_and_merged_model_computes_the_same():
+    model = add_lora(_tiny_llama(), rank=4, base="nf4")
+    windows = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    history = train_lora(model, windows, steps=12, lr=1e-2, batch_size=2, evaluate=lambda m: 1.0, eval_every=6)
+    assert history["loss"][-1] < history["loss"][0]
+    assert [s for s, _ in history["eval"]] == [0, 6, 12]
+    merged = merge_lora_model(model)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=windows).logits, model(input_ids=windows).logits,
+                                   rtol=1e-4, atol=1e-4)
+    requantized = merge_lora_model(model, requantize=True)
+    assert not any(isinstance(m, LoRALinear) for m in requantized.modules())
+    with pytest.raises(ValueError, match="no LoRALinear"):
+        merge_lora_model(_tiny_llama())
+    with pytest.raises(ValueError, match="steps"):
+        train_lora(model, windows, steps=0)
