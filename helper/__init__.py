@@ -39,6 +39,9 @@ from .integer_matmul import (INT32_MAX, INT32_MIN, int8_matmul_int32, multiply_b
                              pytorch_quantized_linear, saturating_rounding_doubling_high_mul, zero_point_terms)
 from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linear_layers,
                         quantize_blocks_sequentially, run_block)
+from .kv_cache import (KV_BITS, cache_perplexity, fake_quantize_groups, kivi_attention, kivi_quantized_length,
+                       kv_cache_table, quantize_keys_per_channel, quantize_values_per_token, quantized_kv_cache_bytes,
+                       tail_perplexity)
 from .microscaling import (ELEMENT_FORMATS, FP8_GRANULARITIES, MX_FORMATS, ElementFormat, MXQuantized, NVFP4Quantized,
                            W8A8FP8FakeLinear, block_quantize_model, decode_e8m0, decode_element, dequantize_mx,
                            dequantize_nvfp4, element_values, encode_e8m0, encode_element, fake_quantize_fp8,
@@ -145,6 +148,8 @@ __all__ = [
     "dequantize_nvfp4", "element_values", "encode_e8m0", "encode_element", "fake_quantize_fp8", "fake_quantize_mx",
     "fake_quantize_nvfp4", "mx_bits_per_weight", "mx_shared_exponent", "nvfp4_bits_per_weight", "quantize_mx",
     "quantize_nvfp4", "round_to_element", "w8a8_fp8_model",
+    "KV_BITS", "cache_perplexity", "fake_quantize_groups", "kivi_attention", "kivi_quantized_length", "kv_cache_table",
+    "quantize_keys_per_channel", "quantize_values_per_token", "quantized_kv_cache_bytes", "tail_perplexity",
     "LoRALinear", "NF4Weight", "add_lora", "lora_memory_bytes", "lora_parameters", "make_lora_optimizer",
     "measured_training_bytes", "merge_lora", "merge_lora_model", "train_lora",
     "QAT_CONFIG", "QATLinear", "code_changes", "distillation_loss", "freeze_qat", "learn_scales_blockwise",
