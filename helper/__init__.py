@@ -29,6 +29,10 @@ from .kernels import INT4_KERNEL_GROUP_SIZES, Int4WeightOnlyLinear, Int8WeightOn
 from .speed import (arithmetic_intensity, current_rss_bytes, decode_bound_tokens_per_s, decode_bytes_per_token,
                     greedy_decode_timing, kv_cache_bytes, measure_bandwidth, measure_matmul_flops, median_of_runs,
                     peak_rss_bytes, release_memory, reset_peak_rss, ridge_point, roofline)
+from .deployment import (LLAMA_CPP_VARIANTS, TORCH_VARIANTS, VARIANTS, build_torch_variant, measure_variant,
+                         prompt_ids, run_variant, smollm2_folder)
+from .deployment_plots import (DECISION_STEPS, plot_decision_flow, plot_decode_vs_bound, plot_roofline,
+                               speed_table_text)
 from .layers import (W2A16Linear, W4A16Linear, W8A16Linear, WnA16Linear, fit_group_size, load_quantized,
                      replace_linear, save_quantized)
 from .linear_quant import (SUPPORTED_BITS, QuantizedTensor, QuantScheme, choose_qparams, choose_qparams_asymmetric,
@@ -160,4 +164,7 @@ __all__ = [
     "arithmetic_intensity", "current_rss_bytes", "decode_bound_tokens_per_s", "decode_bytes_per_token",
     "greedy_decode_timing", "kv_cache_bytes", "measure_bandwidth", "measure_matmul_flops", "median_of_runs",
     "peak_rss_bytes", "release_memory", "reset_peak_rss", "ridge_point", "roofline",
+    "LLAMA_CPP_VARIANTS", "TORCH_VARIANTS", "VARIANTS", "build_torch_variant", "measure_variant", "prompt_ids",
+    "run_variant", "smollm2_folder",
+    "DECISION_STEPS", "plot_decision_flow", "plot_decode_vs_bound", "plot_roofline", "speed_table_text",
 ]
