@@ -43,6 +43,7 @@ from .integer_matmul import (INT32_MAX, INT32_MIN, int8_matmul_int32, multiply_b
                              pytorch_quantized_linear, saturating_rounding_doubling_high_mul, zero_point_terms)
 from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linear_layers,
                         quantize_blocks_sequentially, run_block)
+from .format_compare import LESSON_08_FORMATS, apply_weight_format, plot_scale_headroom, scale_headroom
 from .kv_cache import (KV_BITS, cache_perplexity, fake_quantize_groups, kivi_attention, kivi_quantized_length,
                        kv_cache_table, quantize_keys_per_channel, quantize_values_per_token, quantized_kv_cache_bytes,
                        tail_perplexity)
@@ -154,6 +155,7 @@ __all__ = [
     "quantize_nvfp4", "round_to_element", "w8a8_fp8_model",
     "KV_BITS", "cache_perplexity", "fake_quantize_groups", "kivi_attention", "kivi_quantized_length", "kv_cache_table",
     "quantize_keys_per_channel", "quantize_values_per_token", "quantized_kv_cache_bytes", "tail_perplexity",
+    "LESSON_08_FORMATS", "apply_weight_format", "plot_scale_headroom", "scale_headroom",
     "LoRALinear", "NF4Weight", "add_lora", "lora_memory_bytes", "lora_parameters", "make_lora_optimizer",
     "measured_training_bytes", "merge_lora", "merge_lora_model", "train_lora",
     "QAT_CONFIG", "QATLinear", "code_changes", "distillation_loss", "freeze_qat", "learn_scales_blockwise",

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from . import lesson01, lesson02, lesson03, lesson04, lesson05, lesson06
 from . import lesson07
+from . import lesson08
 from . import lesson09
 from .core import Feedback, normalize_answer
 from ..progress import _is_unanswered, _record_attempt
@@ -19,6 +20,7 @@ EXERCISES: dict[str, Callable[[Any], Feedback]] = {
     **lesson01.CHECKERS, **lesson02.CHECKERS, **lesson03.CHECKERS,
     **lesson04.CHECKERS, **lesson05.CHECKERS, **lesson06.CHECKERS,
     **lesson07.CHECKERS,
+    **lesson08.CHECKERS,
     **lesson09.CHECKERS,
 }
 
