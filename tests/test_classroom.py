@@ -177,3 +177,49 @@ def test_guide_names_every_lesson_in_its_run_times_and_plan():
     guide = (ROOT / "docs" / "teaching.md").read_text()
     for path in LESSONS:
         assert path.name in guide, path.name
+
+
+def test_torch_index_is_used_only_when_it_answers(capsys, tmp_path):
+    """tools/torch_index.py against loopback servers: an index with a torch/ page, one port nobody listens on."""
+    import functools
+    import http.server
+    import socket
+    import threading
+
+    import torch_index
+
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "index.html").write_text("<a href='torch-2.13.0+cpu-cp311.whl'>torch</a>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        torch_index.main([url])
+        assert capsys.readouterr().out.strip() == f"--extra-index-url {url}"
+    finally:
+        server.shutdown()
+    with socket.socket() as probe:  # a free port, closed again: connections to it are refused at once
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    torch_index.main([closed])
+    captured = capsys.readouterr()
+    assert captured.out == "" and "could not be reached" in captured.err
+    torch_index.main([""])
+    assert capsys.readouterr() == ("", "")
+
+
+def test_no_make_install_runs_the_readmes_commands_with_the_makefiles_torch_fallback():
+    import no_make_install
+
+    commands = no_make_install.readme_commands()
+    assert [c[:4] for c in commands][:3] == [["python", "-m", "pip", "install"]] * 3
+    assert commands[-1] == ["python", "-m", "helper.models"]
+    assert not [c for c in commands if "venv" in c]  # the script makes its own venv, never the course's .venv
+    torch_line = next(c for c in commands if "torch==2.13.0" in c)
+    assert torch_line[torch_line.index("--extra-index-url") + 1] == "https://download.pytorch.org/whl/cpu"
+    makefile = (ROOT / "Makefile").read_text()
+    assert "TORCH_INDEX ?= https://download.pytorch.org/whl/cpu" in makefile  # one source for both
+    unreachable = ["python", "-m", "pip", "install", "torch==2.13.0", "--extra-index-url", "http://127.0.0.1:9"]
+    assert no_make_install._torch_fallback(unreachable) == ["python", "-m", "pip", "install", "torch==2.13.0"]
