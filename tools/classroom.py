@@ -102,10 +102,14 @@ def slide_notebook(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def _offline_copy(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Widgets shown as the picture of their view stored beside them (no widget JavaScript from a CDN)."""
+    """Widgets shown as the picture of their view stored beside them (no widget JavaScript from a CDN), and
+    `\\text{zero\\_point}` as MathJax 2 reads it: its \\text{} is literal, so `\\_` would show its backslash."""
     offline = copy.deepcopy(notebook)
     offline.metadata.pop("widgets", None)
     for cell in offline.cells:
+        if cell.cell_type == "markdown":
+            cell.source = re.sub(r"\\text\{([^{}]*)\}",
+                                 lambda m: "\\text{" + m.group(1).replace("\\_", "_") + "}", cell.source)
         for output in cell.get("outputs", []):
             if WIDGET_VIEW in output.get("data", {}):
                 del output["data"][WIDGET_VIEW]
