@@ -63,12 +63,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(result['checks'])} checks ({not_yet} 'Not yet')", flush=True)
         failed += not result["checks"]
         results[path.name] = {k: result[k] for k in ("wall_s", "cpu_s")}
-    conditions["load_average_at_end"] = round(os.getloadavg()[0], 1)
-    if args.record:
-        recorded = json.loads(args.record.read_text()) if args.record.exists() else {"lessons": {}}
-        recorded["lessons"].update(results)
-        recorded["conditions"] = conditions
-        args.record.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+        conditions["load_average_at_end"] = round(os.getloadavg()[0], 1)
+        if args.record:  # after every lesson, so a run stopped half-way keeps what it measured
+            recorded = json.loads(args.record.read_text()) if args.record.exists() else {"lessons": {}}
+            recorded["lessons"].update(results)
+            recorded["conditions"] = conditions
+            args.record.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
     return 1 if failed else 0
 
 
