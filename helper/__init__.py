@@ -73,8 +73,8 @@ from .lora import (LoRALinear, NF4Weight, add_lora, lora_memory_bytes, lora_para
                    measured_training_bytes, merge_lora, merge_lora_model, train_lora)
 from .training_plots import plot_code_moves, plot_training_curves
 from .qat_llm import (QAT_CONFIG, QATLinear, code_changes, distillation_loss, freeze_qat, learn_scales_blockwise,
-                      lsq_fake_quantize, qat_bits_per_weight, qat_layers, qat_parameters, round_ste, to_qat,
-                      train_distilled)
+                      lsq_fake_quantize, qat_bits_per_weight, qat_layers, qat_parameters, round_ste, stored_weights,
+                      to_qat, train_distilled)
 from .quant_noise import (best_step_gaussian_mse, gaussian_mse, lloyd_max_gaussian, sqnr_full_scale_sine_db,
                           sqnr_full_scale_uniform_db, uniform_noise_power)
 from .recipes import LESSON_04_RECIPES, Recipe, apply_recipe, evaluate_recipes, recipe_table_text
@@ -160,7 +160,7 @@ __all__ = [
     "measured_training_bytes", "merge_lora", "merge_lora_model", "train_lora",
     "QAT_CONFIG", "QATLinear", "code_changes", "distillation_loss", "freeze_qat", "learn_scales_blockwise",
     "lsq_fake_quantize", "qat_bits_per_weight", "qat_layers", "qat_parameters", "round_ste", "to_qat",
-    "train_distilled", "plot_code_moves", "plot_training_curves",
+    "train_distilled", "plot_code_moves", "plot_training_curves", "stored_weights",
     "GPTQ_PACK_BITS", "export_gptq_checkpoint", "pack_int32", "read_gptq_checkpoint", "unpack_int32",
     "INT4_KERNEL_GROUP_SIZES", "Int4WeightOnlyLinear", "Int8WeightOnlyLinear", "to_fused_kernels",
     "arithmetic_intensity", "current_rss_bytes", "decode_bound_tokens_per_s", "decode_bytes_per_token",

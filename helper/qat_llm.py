@@ -11,6 +11,8 @@ are disjoint from the evaluation windows, so what it gains is recovery from roun
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +27,7 @@ from .validation import InputTypeError, check_bool, check_int_in_range, check_po
 
 __all__ = ["QAT_CONFIG", "round_ste", "lsq_fake_quantize", "QATLinear", "to_qat", "qat_layers", "qat_parameters",
            "distillation_loss", "train_distilled", "learn_scales_blockwise", "freeze_qat", "qat_bits_per_weight",
-           "code_changes"]
+           "code_changes", "stored_weights"]
 
 QAT_CONFIG = GPTQConfig(bits=4, group_size=128, symmetric=False, zero_point_domain="int", scale_bits=16)
 
@@ -70,6 +72,7 @@ class QATLinear(nn.Module):
         self.log_scale = nn.Parameter(scale.detach().float().log(), requires_grad=check_bool(train_scale, "train_scale"))
         self.register_buffer("zero_point", zero_point.detach().float().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        self.storage = False  # True: compute with the stored weight (fp16 scales), as freeze_qat would
 
     def quantized_weight(self, storage: bool = False) -> torch.Tensor:
         """The weight the layer computes with (out, in); storage=True rounds the scales to fp16 as stored."""
@@ -90,7 +93,7 @@ class QATLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """F.linear with the fake-quantized weight (gradients reach the latent weight and the scales)."""
-        return F.linear(x, self.quantized_weight(), self.bias)
+        return F.linear(x, self.quantized_weight(self.storage), self.bias)
 
     def storage_bits(self) -> float:
         """Bits per weight of the stored layer: 4-bit codes, an fp16 scale and a 4-bit zero-point per group."""
@@ -141,6 +144,22 @@ def to_qat(model: nn.Module, gptq_results: dict[str, GPTQResult] | None = None, 
             parent_name, _, child = name.rpartition(".")
             setattr(block.get_submodule(parent_name) if parent_name else block, child, layer)
     return model
+
+
+@contextmanager
+def stored_weights(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, every QATLinear computes with its stored weight (codes x fp16 scales): no copy needed."""
+    layers = qat_layers(model)
+    if not layers:
+        raise ValueError("the model has no QATLinear layers")
+    for layer in layers.values():
+        layer.storage = True
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        for layer in layers.values():
+            layer.storage = False
 
 
 def qat_layers(model: nn.Module) -> dict[str, QATLinear]:

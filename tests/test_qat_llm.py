@@ -63,6 +63,11 @@ def test_rtn_start_stores_exactly_rtn():
         expected = rtn_quantize_weight(original, QAT_CONFIG)
         assert torch.equal(frozen.get_submodule(name).weight, expected), name
     assert len(qat_layers(qat)) == 14
+    ids = _windows(2, 16)
+    with helper.stored_weights(qat):
+        stored = qat(input_ids=ids).logits
+    assert torch.equal(stored, frozen(input_ids=ids).logits)
+    assert not any(layer.storage for layer in qat_layers(qat).values())
     assert qat_bits_per_weight(qat) == pytest.approx(4 + 20 / 128)
     assert not any(p.requires_grad for n, p in qat.named_parameters() if "embed" in n or "norm" in n)
 

@@ -1,0 +1,151 @@
+"""make bench: lesson 07's training table on SmolLM2-135M-Instruct (QAT, learned scales, QLoRA), long version.
+
+Evaluation: the first --eval-windows windows of 512 tokens of CPython's pydoc topics (lesson 06's evaluation
+windows). Training / calibration: windows of 128 tokens from token 16 x 512 = 8,192 on, after every lesson-06
+evaluation window: disjoint. Every int4 row stores 4-bit codes, an fp16 scale and a 4-bit zero-point per group
+of 128 (96 where 128 does not divide 576). Writes bench/results/lesson07_training.{json,md}.
+
+    python bench/lesson07_training.py                        # the default (long) configuration
+    python bench/lesson07_training.py --steps 20 --eval-windows 4   # a shorter one
+"""
+
+import argparse
+import copy
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import helper
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100, help="optimizer steps of each trained run")
+    parser.add_argument("--eval-windows", type=int, default=16, help="evaluation windows of 512 tokens")
+    parser.add_argument("--eval-every", type=int, default=25)
+    parser.add_argument("--scale-steps", type=int, default=40, help="steps per block for the learned scales")
+    parser.add_argument("--batch", type=int, default=2)
+    args = parser.parse_args()
+    helper.set_up_notebook()
+    torch.set_num_threads(2)
+    model, tokenizer = helper.load_smollm2()
+    evaluation = helper.token_windows(tokenizer, n_windows=args.eval_windows, window=512)
+    training = helper.token_windows(tokenizer, n_windows=64 + 2 * args.steps, window=128)[64:]
+
+    def evaluate(m):
+        return helper.perplexity(m, evaluation, batch_size=4)
+
+    rows, curves = [], {}
+
+    def row(name, ppl, bits, steps, seconds):
+        rows.append({"name": name, "perplexity": ppl, "bits_per_weight": bits, "steps": steps,
+                     "cpu_seconds": seconds})
+        print(f"{name:40} {ppl:8.2f} {bits:6.3f} b/w {steps:4d} steps {seconds:7.0f} s CPU", flush=True)
+
+    clock = time.process_time
+    t = clock()
+    row("fp32", evaluate(model), 32.0, 0, clock() - t)
+    t = clock()
+    rtn = helper.to_qat(model)
+    bits = helper.qat_bits_per_weight(rtn)
+    row("RTN int4 asym g128", evaluate(helper.freeze_qat(rtn)), bits, 0, clock() - t)
+    t = clock()
+    gptq_config = helper.GPTQConfig(bits=4, group_size=128, symmetric=False, zero_point_domain="int",
+                                    scale_bits=16, act_order=True)
+    gptq_model = copy.deepcopy(model)
+    gptq_results = helper.gptq_quantize_model(gptq_model, training[:16], gptq_config)
+    row("GPTQ int4 asym act-order g128", evaluate(gptq_model), bits, 0, clock() - t)
+    del gptq_model
+
+    def frozen_eval(m):
+        return evaluate(helper.freeze_qat(m))
+
+    for name, student in (("QAT (distilled) from RTN", rtn), ("QAT (distilled) from GPTQ",
+                                                               helper.to_qat(model, gptq_results))):
+        t = clock()
+        history = helper.train_distilled(student, model, training, steps=args.steps, lr=1e-5, scale_lr=1e-3,
+                                         batch_size=args.batch, evaluate=frozen_eval, eval_every=args.eval_every)
+        curves[name] = history
+        row(name, history["eval"][-1][1], bits, args.steps, clock() - t)
+        del student
+    t = clock()
+    scales = helper.to_qat(model, train_weight=False)
+    helper.learn_scales_blockwise(scales, model, training[:16], steps=args.scale_steps, lr=5e-3, batch_size=4)
+    row("learned scales block-wise (from RTN)", frozen_eval(scales), bits, args.scale_steps, clock() - t)
+    del scales
+    for base in ("nf4", "fp32"):
+        t = clock()
+        lora = helper.add_lora(model, rank=8, alpha=16, base=base)
+        history = helper.train_lora(lora, training, steps=args.steps, lr=1e-3, batch_size=args.batch,
+                                    evaluate=evaluate, eval_every=args.eval_every)
+        curves[f"{base} + LoRA"] = history
+        bits_base = helper.codebook_bits_per_parameter(4, 64, True) if base == "nf4" else 32.0
+        row(f"{base} base, untuned", history["eval"][0][1], bits_base, 0, 0.0)
+        row(f"{base} base + LoRA r8", history["eval"][-1][1], bits_base, args.steps, clock() - t)
+        if base == "nf4":
+            t = clock()
+            row("NF4 + LoRA merged, re-quantized to NF4",
+                evaluate(helper.merge_lora_model(lora, requantize=True)), bits_base, args.steps, clock() - t)
+        del lora
+    peak = _peak_rss_of_training()
+    RESULTS.mkdir(exist_ok=True)
+    payload = {"config": vars(args), "rows": rows, "curves": curves, "peak_rss": peak}
+    (RESULTS / "lesson07_training.json").write_text(json.dumps(payload, indent=1))
+    (RESULTS / "lesson07_training.md").write_text(_markdown(payload))
+    print(_markdown(payload))
+
+
+PEAK_SCRIPT = """
+import resource, sys, torch, helper
+helper.set_up_notebook(); torch.set_num_threads(2)
+model, tokenizer = helper.load_smollm2()
+base, checkpointing = sys.argv[1], sys.argv[2] == "1"
+lora = helper.add_lora(model, rank=8, alpha=16, base=base)
+del model
+if checkpointing:
+    lora.gradient_checkpointing_enable()
+    lora.config.use_cache = False
+ids = helper.token_windows(tokenizer, n_windows=2, window=512)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+helper.train_lora(lora, ids, steps=1, batch_size=2)
+print(before * 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def _peak_rss_of_training() -> dict[str, list[int]]:
+    """Peak RSS (bytes) of one LoRA step on 2 x 512 tokens, in a fresh process: before and after the step."""
+    peaks = {}
+    for base in ("nf4", "fp32"):
+        for checkpointing in ("0", "1"):
+            out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, base, checkpointing], capture_output=True,
+                                 text=True, check=True).stdout.split()
+            peaks[f"{base}, checkpointing={checkpointing == '1'}"] = [int(out[-2]), int(out[-1])]
+    return peaks
+
+
+def _markdown(payload: dict) -> str:
+    config = payload["config"]
+    lines = ["# Lesson 07: training through quantization (SmolLM2-135M-Instruct)", "",
+             f"Evaluation: {config['eval_windows']} windows of 512 tokens (pydoc topics, from token 0). Training: "
+             f"windows of 128 tokens from token 8,192 on, batches of {config['batch']}. CPU seconds: process time "
+             "on 2 threads of a shared machine.", "", "```",
+             f"{'run':40} {'perplexity':>10} {'vs fp32':>8} {'bits/weight':>11} {'steps':>5} {'CPU s':>7}"]
+    fp32 = payload["rows"][0]["perplexity"]
+    for r in payload["rows"]:
+        lines.append(f"{r['name']:40} {r['perplexity']:10.2f} {r['perplexity'] / fp32 - 1:+8.1%} "
+                     f"{r['bits_per_weight']:11.3f} {r['steps']:5d} {r['cpu_seconds']:7.0f}")
+    lines += ["```", "", "Peak RSS of one LoRA step on 2 x 512 tokens, fresh process (before the step -> after):", ""]
+    for name, (before, after) in payload["peak_rss"].items():
+        lines.append(f"- {name}: {before / 1e9:.2f} GB -> {after / 1e9:.2f} GB")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
