@@ -87,6 +87,7 @@ bench: setup
 	$(PY) bench/lesson04_perplexity.py
 	$(PY) bench/lesson05_formats.py
 	$(PY) bench/lesson06_methods.py
+	$(PY) bench/lesson07_training.py
 
 # The classroom kit (docs/teaching.md), generated from the notebooks by tools/classroom.py.
 student: setup
