@@ -33,6 +33,8 @@ from .deployment import (LLAMA_CPP_VARIANTS, TORCH_VARIANTS, VARIANTS, build_tor
                          prompt_ids, run_variant, smollm2_folder)
 from .deployment_plots import (DECISION_STEPS, plot_decision_flow, plot_decode_vs_bound, plot_roofline,
                                speed_table_text)
+from .llama_cpp import (LLAMA_CPP_INSTALL, LLAMA_CPP_VERSION, LlamaCppMissing, llama_decode_timing, llama_greedy,
+                        llama_perplexity, llama_quantize, load_llama, our_gguf_path, require_llama_cpp)
 from .layers import (W2A16Linear, W4A16Linear, W8A16Linear, WnA16Linear, fit_group_size, load_quantized,
                      replace_linear, save_quantized)
 from .linear_quant import (SUPPORTED_BITS, QuantizedTensor, QuantScheme, choose_qparams, choose_qparams_asymmetric,
@@ -169,4 +171,6 @@ __all__ = [
     "LLAMA_CPP_VARIANTS", "TORCH_VARIANTS", "VARIANTS", "build_torch_variant", "measure_variant", "prompt_ids",
     "run_variant", "smollm2_folder",
     "DECISION_STEPS", "plot_decision_flow", "plot_decode_vs_bound", "plot_roofline", "speed_table_text",
+    "LLAMA_CPP_INSTALL", "LLAMA_CPP_VERSION", "LlamaCppMissing", "llama_decode_timing", "llama_greedy",
+    "llama_perplexity", "llama_quantize", "load_llama", "our_gguf_path", "require_llama_cpp",
 ]
