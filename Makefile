@@ -98,6 +98,7 @@ bench: setup
 	$(PY) bench/lesson04_perplexity.py
 	$(PY) bench/lesson05_formats.py
 	$(PY) bench/lesson06_methods.py
+	nice -n 10 $(PY) bench/lesson08_formats.py
 	$(PY) bench/lesson09_speed.py
 	$(PY) bench/lesson07_training.py
 

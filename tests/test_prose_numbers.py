@@ -90,6 +90,13 @@ ALLOWED: dict[str, dict[str, str]] = {
         "3.250": "exercise 3's solution arithmetic",
         "5.255": "exercise 3's answer, checked by tests/test_exercises_lesson06.py",
     },
+    "08": {
+        "4.5": "NVFP4's 4 + 8/16 bits per weight (NVIDIA's format definition; helper.nvfp4_bits_per_weight)",
+        "3×": "the tolerance tests/test_kv_cache.py asserts between our KIVI cache and transformers' QuantizedCache",
+        "1,024": "make bench's KV-cache measurement: the last 1,024 of 2,048 tokens (bench/lesson08_formats.py)",
+        "2,048": "make bench's KV-cache measurement: one window of 2,048 tokens (bench/lesson08_formats.py)",
+        "32,768": "exercise 3's given context length",
+    },
 }
 
 # Lessons whose prose still quotes numbers no output shows (being fixed: remove a lesson once it passes).
