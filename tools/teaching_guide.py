@@ -44,7 +44,9 @@ def times_section(times: Path = TIMES) -> str:
     rows = ["| lesson | wall time | CPU time (user + system) |", "|---|---|---|"]
     for path in lesson_paths():
         entry = recorded["lessons"].get(path.name)
-        if entry:
+        if entry and "note" in entry:
+            rows.append(f"| `{path.name}` | {entry['note']} | |")
+        elif entry:
             rows.append(f"| `{path.name}` | {entry['wall_s'] / 60:.1f} min | {entry['cpu_s'] / 60:.1f} min |")
         else:
             rows.append(f"| `{path.name}` | not measured yet | not measured yet |")
