@@ -83,8 +83,8 @@ def call_learner(function: Any, name: str, *args: Any, case: str = "",
         prefix = f"{case} your" if case else "your"
         return None, Feedback(False, f"{prefix} function raised {type(error).__name__}: {error}")
     if result is None:
-        hint = f"end it with `return {returns}`" if returns else "did you forget `return`?"
-        return None, Feedback(False, f"your function returned None: {hint}.")
+        hint = f"end it with `return {returns}`." if returns else "did you forget `return`?"
+        return None, Feedback(False, f"your function returned None: {hint}")
     return result, None
 
 
