@@ -8,6 +8,7 @@ inside its matmul kernels: nothing is dequantized to a float weight. Its Python 
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
 import time
 from pathlib import Path
@@ -143,7 +144,16 @@ def llama_quantize(source: str | Path, destination: str | Path, type_name: str =
     params.ftype = _QUANTIZE_TYPES[type_name]
     params.nthread = check_int_in_range(n_threads, "n_threads", 1, 256)
     params.allow_requantize = True  # the shipped file is already Q4_1: dequantized, then quantized again
-    status = llama_cpp.llama_model_quantize(str(source).encode(), str(destination).encode(), ctypes.byref(params))
+    # The bindings map llama.cpp's per-tensor fallback warnings to ERROR and print hundreds of lines; the
+    # result says the same in its tensor types (read_gguf), so they are silenced while it quantizes.
+    logger = logging.getLogger("llama-cpp-python")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(destination).encode(),
+                                                ctypes.byref(params))
+    finally:
+        logger.setLevel(level)
     if status != 0:
         raise RuntimeError(f"llama_model_quantize({source.name} -> {type_name}) failed with status {status}")
     return destination

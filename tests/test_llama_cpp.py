@@ -1,5 +1,6 @@
 """Our GGUF files in llama.cpp (installed by make setup): loading, generation, logits, its quantizer."""
 
+import logging
 import sys
 
 import numpy as np
@@ -93,3 +94,13 @@ def test_load_llama_refuses_a_missing_file(tmp_path):
         helper.load_llama(tmp_path / "nope.gguf")
     with pytest.raises(ValueError, match="type_name"):
         helper.llama_quantize(helper.smollm2_gguf_path(), tmp_path / "x.gguf", "Q3_X")
+
+
+def test_llama_quantizer_falls_back_quietly_and_the_file_says_so(tmp_path, capsys):
+    # Q4_K needs rows that are multiples of 256; SmolLM2's 576-wide rows fall back to other block types.
+    path = helper.llama_quantize(helper.smollm2_gguf_path(), tmp_path / "q4_k_m.gguf", "Q4_K_M")
+    captured = capsys.readouterr()
+    assert "falling back" not in captured.err + captured.out
+    types = {t.name: t.type_name for t in read_gguf(path).tensors}
+    assert types["blk.0.attn_q.weight"] == "Q5_0" and "Q4_K" in types.values()
+    assert logging.getLogger("llama-cpp-python").level != logging.CRITICAL  # the level is put back

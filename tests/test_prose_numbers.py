@@ -97,6 +97,10 @@ ALLOWED: dict[str, dict[str, str]] = {
         "2,048": "make bench's KV-cache measurement: one window of 2,048 tokens (bench/lesson08_formats.py)",
         "32,768": "exercise 3's given context length",
     },
+    "09": {
+        "4.5": "Q4_0's bits per weight from its block layout (18 bytes per 32 weights), exercise 1's given",
+        "15.2": "exercise 1's answer 60e9 / (7e9 x 4.5 / 8), checked by tests/test_exercises_lesson09.py",
+    },
 }
 
 # Lessons whose prose still quotes numbers no output shows (being fixed: remove a lesson once it passes).
