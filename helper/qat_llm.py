@@ -42,10 +42,43 @@ def lsq_fake_quantize(weight: torch.Tensor, scale: torch.Tensor, zero_point: tor
     """w_hat = (clamp(round_ste(w / s) + z, qmin, qmax) - z) * s per group; weight (out, groups, g), s, z (out, groups, 1).
 
     d w_hat / d w = 1 inside the grid, 0 where clamped; d w_hat / d s = round(w/s) - w/s inside, (q - z) outside
-    (LSQ's step-size gradient, which it gets for free from the STE).
+    (LSQ's step-size gradient, which it gets for free from the STE). Computed by a custom backward that saves
+    only w, s and z (the zero-point gets no gradient), so training 210 layers does not keep four weight-sized
+    intermediates each.
     """
-    codes = torch.clamp(round_ste(weight / scale) + zero_point, qmin, qmax)
-    return (codes - zero_point) * scale
+    return _LSQFakeQuantize.apply(weight, scale, zero_point, qmin, qmax)
+
+
+class _LSQFakeQuantize(torch.autograd.Function):
+    """The same w_hat and STE/LSQ gradients as autograd through round_ste, saving only w, s and z.
+
+    Autograd through the formula keeps four weight-sized intermediates per layer for the backward (about 2 GB
+    for SmolLM2's 210 layers); this recomputes them in the backward instead. zero_point gets no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, weight, scale, zero_point, qmin, qmax):
+        ctx.save_for_backward(weight, scale, zero_point)
+        ctx.qmin, ctx.qmax = qmin, qmax
+        # clamp(round(w/s) + z, qmin, qmax) - z = clamp(round(w/s), qmin - z, qmax - z) exactly (small integers)
+        steps = torch.round(weight / scale)
+        return steps.clamp_(qmin - zero_point, qmax - zero_point).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, scale, zero_point = ctx.saved_tensors
+        ratio = weight / scale
+        steps = torch.round(ratio)
+        low, high = ctx.qmin - zero_point, ctx.qmax - zero_point
+        inside = (steps >= low) & (steps <= high)
+        grad_weight = grad_scale = None
+        if ctx.needs_input_grad[0]:
+            grad_weight = (grad * inside).sum_to_size(weight.shape)
+        if ctx.needs_input_grad[1]:
+            # d w_hat / d s: round(w/s) - w/s inside the grid, q - z where clamped
+            local = torch.where(inside, steps.sub(ratio), steps.clamp(low, high))
+            grad_scale = (grad * local).sum_to_size(scale.shape)
+        return grad_weight, grad_scale, None, None, None
 
 
 class QATLinear(nn.Module):
@@ -202,7 +235,7 @@ def train_distilled(student: nn.Module, teacher: nn.Module, windows: torch.Tenso
     others = [p for p in parameters if not any(p is s for s in scales)]
     groups = ([{"params": others, "lr": check_positive(lr, "lr")}] if others else []) + \
              ([{"params": scales, "lr": check_positive(scale_lr, "scale_lr")}] if scales else [])
-    optimizer = torch.optim.Adam(groups)
+    optimizer = torch.optim.Adam(groups, foreach=False)  # per tensor: no model-sized temporaries in the step
     history: dict[str, list] = {"loss": [], "eval": []}
     if evaluate is not None:
         history["eval"].append((0, evaluate(student)))
@@ -223,6 +256,7 @@ def train_distilled(student: nn.Module, teacher: nn.Module, windows: torch.Tenso
             history["eval"].append((step + 1, evaluate(student)))
             student.train()
     student.eval()
+    student.zero_grad(set_to_none=True)  # the gradients (as large as the trained weights) are not needed after
     return history
 
 
@@ -306,10 +340,12 @@ def code_changes(before: nn.Module, after: nn.Module) -> dict[str, torch.Tensor 
     first, second = qat_layers(before), qat_layers(after)
     if not first or first.keys() != second.keys():
         raise ValueError("before and after must hold the same QATLinear layers")
-    moves, changed, total = [], 0, 0
+    moves = torch.empty(sum(layer.weight.numel() for layer in first.values()))  # one buffer, no list + cat
+    changed, total = 0, 0
     for name, layer in first.items():
         scale = layer.log_scale.exp().repeat_interleave(layer.group_size, dim=1)  # (out, in)
-        moves.append(((second[name].weight - layer.weight) / scale).flatten())
+        count = layer.weight.numel()
+        moves[total:total + count] = ((second[name].weight - layer.weight) / scale).flatten()
         changed += (second[name].codes() != layer.codes()).sum().item()
-        total += layer.weight.numel()
-    return {"steps_moved": torch.cat(moves), "codes_changed": changed / total}
+        total += count
+    return {"steps_moved": moves, "codes_changed": changed / total}

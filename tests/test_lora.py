@@ -179,3 +179,19 @@ def test_train_lora_lowers_the_loss_and_merged_model_computes_the_same():
         merge_lora_model(_tiny_llama())
     with pytest.raises(ValueError, match="steps"):
         train_lora(model, windows, steps=0)
+
+
+def test_nf4_weight_codes_equal_quantize_blockwise():
+    """The bisection NF4Weight uses finds argmin's codes, also at exact midpoints and at the ends of the grid."""
+    from helper.codebooks import nf4_codebook, quantize_blockwise
+    from helper.lora import _nearest_code_blockwise
+
+    torch.manual_seed(0)
+    codebook = nf4_codebook()
+    midpoints = (codebook[1:] + codebook[:-1]) / 2
+    weight = torch.cat([torch.randn(64 * 300) * 0.05, torch.randn(64 * 20) ** 3,
+                        midpoints.repeat(64) * 0.7, torch.zeros(64)]).reshape(-1, 64)
+    weight[320:335, 0] = 0.7  # blocks of midpoints x 0.7 with absmax 0.7: on the boundaries, up to rounding
+    codes, absmax = _nearest_code_blockwise(weight, codebook, 64)
+    expected_codes, expected_absmax = quantize_blockwise(weight, codebook, 64)
+    assert torch.equal(codes, expected_codes) and torch.equal(absmax, expected_absmax)

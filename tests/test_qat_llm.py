@@ -137,3 +137,21 @@ def test_errors():
         freeze_qat(nn.Sequential(nn.Linear(2, 2)))
     with pytest.raises(ValueError, match="asymmetric"):
         to_qat(model, config=GPTQConfig())
+
+
+def test_custom_backward_matches_autograd_through_round_ste():
+    """lsq_fake_quantize's saved-tensor-light backward equals autograd through the formula with round_ste."""
+    torch.manual_seed(1)
+    weight = (torch.randn(6, 3, 16) * 1.5).requires_grad_()
+    scale = (torch.rand(6, 3, 1) * 0.3 + 0.05).requires_grad_()
+    zero_point = torch.randint(0, 16, (6, 3, 1)).float()
+    upstream = torch.randn(6, 3, 16)
+    ours = lsq_fake_quantize(weight, scale, zero_point, 0, 15)
+    ours.backward(upstream)
+    w2, s2 = weight.detach().clone().requires_grad_(), scale.detach().clone().requires_grad_()
+    codes = torch.clamp(helper.round_ste(w2 / s2) + zero_point, 0, 15)
+    reference = (codes - zero_point) * s2
+    reference.backward(upstream)
+    assert torch.equal(ours.detach(), reference.detach())
+    torch.testing.assert_close(weight.grad, w2.grad)
+    torch.testing.assert_close(scale.grad, s2.grad)
