@@ -67,18 +67,55 @@ class _LSQFakeQuantize(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         weight, scale, zero_point = ctx.saved_tensors
-        ratio = weight / scale
-        steps = torch.round(ratio)
-        low, high = ctx.qmin - zero_point, ctx.qmax - zero_point
-        inside = (steps >= low) & (steps <= high)
-        grad_weight = grad_scale = None
-        if ctx.needs_input_grad[0]:
-            grad_weight = (grad * inside).sum_to_size(weight.shape)
-        if ctx.needs_input_grad[1]:
-            # d w_hat / d s: round(w/s) - w/s inside the grid, q - z where clamped
-            local = torch.where(inside, steps.sub(ratio), steps.clamp(low, high))
-            grad_scale = (grad * local).sum_to_size(scale.shape)
+        grad_weight, grad_scale = _lsq_backward(grad, weight, scale, zero_point, ctx.qmin, ctx.qmax,
+                                                ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return grad_weight, grad_scale, None, None, None
+
+
+def _lsq_backward(grad, weight, scale, zero_point, qmin, qmax, need_weight, need_scale):
+    """(d loss / d w, d loss / d s) from d loss / d w_hat: the STE inside the grid, LSQ's step-size gradient."""
+    ratio = weight / scale
+    steps = torch.round(ratio)
+    low, high = qmin - zero_point, qmax - zero_point
+    inside = (steps >= low) & (steps <= high)
+    grad_weight = grad_scale = None
+    if need_weight:
+        grad_weight = (grad * inside).sum_to_size(weight.shape)
+    if need_scale:
+        # d w_hat / d s: round(w/s) - w/s inside the grid, q - z where clamped
+        local = torch.where(inside, steps.sub(ratio), steps.clamp(low, high))
+        grad_scale = (grad * local).sum_to_size(scale.shape)
+    return grad_weight, grad_scale
+
+
+class _QATLinearFunction(torch.autograd.Function):
+    """y = x w_hat^T + b with w_hat = lsq_fake_quantize(w): w_hat is recomputed in the backward, not kept.
+
+    F.linear on a fake-quantized weight keeps w_hat for the backward (about 430 MB for SmolLM2's 210 layers);
+    this keeps only x, w, s and z. Gradients reach x, the latent weight and the scale; bias and z get none.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, scale, zero_point, bias, qmin, qmax):
+        ctx.save_for_backward(x, weight, scale, zero_point)
+        ctx.qmin, ctx.qmax = qmin, qmax
+        w_hat = torch.round(weight / scale).clamp_(qmin - zero_point, qmax - zero_point).mul_(scale)
+        return F.linear(x, w_hat.reshape(weight.shape[0], -1), bias)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, weight, scale, zero_point = ctx.saved_tensors
+        out_features = weight.shape[0]
+        steps = torch.round(weight / scale)
+        w_hat = steps.clamp_(ctx.qmin - zero_point, ctx.qmax - zero_point).mul_(scale).reshape(out_features, -1)
+        grad_x = grad_output @ w_hat if ctx.needs_input_grad[0] else None
+        grad_weight = grad_scale = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            grad_w_hat = grad_output.reshape(-1, out_features).t() @ x.reshape(-1, x.shape[-1])  # (out, in)
+            grad_weight, grad_scale = _lsq_backward(grad_w_hat.reshape(weight.shape), weight, scale, zero_point,
+                                                    ctx.qmin, ctx.qmax, ctx.needs_input_grad[1],
+                                                    ctx.needs_input_grad[2])
+        return grad_x, grad_weight, grad_scale, None, None, None, None
 
 
 class QATLinear(nn.Module):
@@ -126,7 +163,14 @@ class QATLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """F.linear with the fake-quantized weight (gradients reach the latent weight and the scales)."""
-        return F.linear(x, self.quantized_weight(self.storage), self.bias)
+        if not torch.is_grad_enabled():
+            return F.linear(x, self.quantized_weight(self.storage), self.bias)
+        scale = self.log_scale.exp()
+        if self.storage:
+            scale = scale.half().float()
+        grouped = self.weight.reshape(self.out_features, -1, self.group_size)  # (out, groups, g)
+        return _QATLinearFunction.apply(x, grouped, scale.unsqueeze(-1), self.zero_point.unsqueeze(-1), self.bias,
+                                        self.qmin, self.qmax)
 
     def storage_bits(self) -> float:
         """Bits per weight of the stored layer: 4-bit codes, an fp16 scale and a 4-bit zero-point per group."""
@@ -154,13 +198,18 @@ def to_qat(model: nn.Module, gptq_results: dict[str, GPTQResult] | None = None, 
     """
     if config.symmetric or config.zero_point_domain != "int":
         raise ValueError("QAT here uses the checkpoint grid: asymmetric, integer zero-points (QAT_CONFIG)")
-    model = copy.deepcopy(model)
+    originals = [{n: m for n, m in block.named_modules() if isinstance(m, nn.Linear)}
+                 for block in decoder_blocks(model)]
+    # the copy gets empty placeholders for the weights QATLinear replaces: no second fp32 copy of them is made
+    memo = {id(linear.weight): nn.Parameter(torch.empty(0), requires_grad=False)
+            for linears in originals for linear in linears.values()}
+    model = copy.deepcopy(model, memo)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     for index, block in enumerate(decoder_blocks(model)):
         for name, linear in [(n, m) for n, m in block.named_modules() if isinstance(m, nn.Linear)]:
             if gptq_results is None:
-                weight = linear.weight
+                weight = originals[index][name].weight
                 scale, zero_point = _rtn_params(weight, config)
             else:
                 key = f"blocks.{index}.{name}"

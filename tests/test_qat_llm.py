@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import helper
@@ -155,3 +156,21 @@ def test_custom_backward_matches_autograd_through_round_ste():
     assert torch.equal(ours.detach(), reference.detach())
     torch.testing.assert_close(weight.grad, w2.grad)
     torch.testing.assert_close(scale.grad, s2.grad)
+
+
+def test_qat_linear_backward_matches_autograd_through_the_fake_quantized_weight():
+    """QATLinear's fused backward (w_hat recomputed, not kept) gives autograd's gradients for x, w and log(s)."""
+    torch.manual_seed(2)
+    linear = nn.Linear(256, 8, bias=True)
+    scale, zero_point = torch.rand(8, 2) * 0.02 + 0.01, torch.randint(0, 16, (8, 2)).float()
+    ours, reference = (QATLinear(linear.weight, scale, zero_point, linear.bias) for _ in range(2))
+    x = torch.randn(3, 5, 256)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    upstream = torch.randn(3, 5, 8)
+    ours(x1).backward(upstream)
+    y = F.linear(x2, reference.quantized_weight(), reference.bias)
+    y.backward(upstream)
+    torch.testing.assert_close(ours(x).detach(), y.detach())
+    torch.testing.assert_close(x1.grad, x2.grad)
+    torch.testing.assert_close(ours.weight.grad, reference.weight.grad)
+    torch.testing.assert_close(ours.log_scale.grad, reference.log_scale.grad)
