@@ -43,6 +43,7 @@ from .linear_quant import (SUPPORTED_BITS, QuantizedTensor, QuantScheme, choose_
 from .integer_matmul import (INT32_MAX, INT32_MIN, int8_matmul_int32, multiply_by_quantized_multiplier,
                              quantize_multiplier, quantized_linear, requantize, rounding_divide_by_power_of_two,
                              pytorch_quantized_linear, saturating_rounding_doubling_high_mul, zero_point_terms)
+from .threads import one_thread
 from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linear_layers,
                         quantize_blocks_sequentially, run_block)
 from .format_compare import LESSON_08_FORMATS, apply_weight_format, plot_scale_headroom, scale_headroom
@@ -92,6 +93,7 @@ from .validation import (InputTypeError, check_bool, check_choice, check_finite,
 from .widgets import bit_explorer, playground_report, quantization_playground
 
 __all__ = [
+    "one_thread",
     "InputTypeError", "check_bool", "check_choice", "check_finite", "check_float_tensor", "check_int_in_range",
     "check_percentile", "check_positive", "check_probability", "check_real", "check_tensor", "check_token_ids",
     "FLOAT_LAYOUTS", "INT_BITS", "Decomposition", "FloatLayout", "all_finite_values", "bit_width", "decompose",

@@ -21,6 +21,7 @@ from .layerwise import (BlockInputs, capture_block_inputs, decoder_blocks, linea
                         run_block)
 from .linear_quant import QuantizedTensor, QuantScheme, _storage_dtype, choose_qparams
 from .packing import pack
+from .threads import one_thread
 from .validation import check_bool, check_float_tensor, check_int_in_range
 
 __all__ = ["GPTQConfig", "GPTQResult", "HessianAccumulator", "gptq_quantize_weight", "gptq_quantize_blocks",
@@ -194,8 +195,43 @@ def _inverse_cholesky(hessian: torch.Tensor, damp: float) -> torch.Tensor:
     return torch.linalg.cholesky(torch.cholesky_inverse(factor), upper=True)
 
 
+def _quantize_columns(W: torch.Tensor, Hinv: torch.Tensor, codes: torch.Tensor, Q: torch.Tensor, loss: torch.Tensor,
+                      block: int, groups_of: list[int], group_size: int, scheme: QuantScheme, config: GPTQConfig,
+                      scales: torch.Tensor, zero_points: torch.Tensor,
+                      params: list[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+    """Algorithm 1's column loop with lazy batch updates, filling codes, Q, loss (and dynamic group scales)."""
+    in_features = W.shape[1]
+    for i1 in range(0, in_features, block):
+        i2 = min(i1 + block, in_features)
+        W1 = W[:, i1:i2].clone()
+        Err1 = torch.zeros_like(W1)
+        Hinv1 = Hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            column = i1 + i
+            group = groups_of[column]
+            if params is None and column % group_size == 0:
+                scale, zero_point = _group_params(W1[:, i:i + group_size], scheme, config.clip_search,
+                                                  config.scale_bits)
+                scales[:, group], zero_points[:, group] = scale[:, 0], zero_point[:, 0].float()
+                current = (scale[:, 0], zero_point[:, 0].float())
+            q_codes, q, error = gptq_column_step(W1, Hinv1, i, *(params[group] if params is not None else current),
+                                                 scheme)  # feeds the error forward in the block
+            codes[:, column], Q[:, column] = q_codes, q
+            Err1[:, i] = error
+        loss += Err1.pow(2).sum(dim=1) / 2  # (w - q)^2 / [H^-1]_jj^2 / 2, summed over the block's columns
+        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # lazy batch update of every later column
+
+
 def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, config: GPTQConfig = GPTQConfig()) -> GPTQResult:
     """Quantize weight (out, in) given H (in, in): round column by column with error feedback (Algorithm 1)."""
+    # One intra-op thread: thousands of tiny column ops and a <= 1536 x 1536 cholesky_inverse gain nothing from a
+    # second thread and, on 2 shared cores, lose 5-50x waiting for it (measured: cholesky_inverse 7.4 s vs 0.15 s).
+    with one_thread():
+        return _gptq_quantize_weight(weight, hessian, config)
+
+
+def _gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, config: GPTQConfig) -> GPTQResult:
+    """gptq_quantize_weight's body, run on one thread."""
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
     out_features, in_features = weight.shape
@@ -240,25 +276,8 @@ def gptq_quantize_weight(weight: torch.Tensor, hessian: torch.Tensor, config: GP
         for group, (scale, zero_point) in enumerate(static):
             scales[:, group], zero_points[:, group] = scale[:, 0], zero_point[:, 0].float()
         params = [(scale[:, 0], zero_point[:, 0].float()) for scale, zero_point in static]
-    for i1 in range(0, in_features, block):
-        i2 = min(i1 + block, in_features)
-        W1 = W[:, i1:i2].clone()
-        Err1 = torch.zeros_like(W1)
-        Hinv1 = Hinv[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            column = i1 + i
-            group = groups_of[column]
-            if static is None and column % group_size == 0:
-                scale, zero_point = _group_params(W1[:, i:i + group_size], scheme, config.clip_search,
-                                                  config.scale_bits)
-                scales[:, group], zero_points[:, group] = scale[:, 0], zero_point[:, 0].float()
-                current = (scale[:, 0], zero_point[:, 0].float())
-            q_codes, q, error = gptq_column_step(W1, Hinv1, i, *(params[group] if static is not None else current),
-                                                 scheme)  # feeds the error forward in the block
-            codes[:, column], Q[:, column] = q_codes, q
-            Err1[:, i] = error
-        loss += Err1.pow(2).sum(dim=1) / 2  # (w - q)^2 / [H^-1]_jj^2 / 2, summed over the block's columns
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]  # lazy batch update of every later column
+    _quantize_columns(W, Hinv, codes, Q, loss, block, groups_of, group_size, scheme, config, scales, zero_points,
+                      params if static is not None else None)
 
     if order is not None:
         inverse = torch.argsort(order)

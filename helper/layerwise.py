@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .threads import one_thread
+
 __all__ = ["BlockInputs", "decoder_blocks", "capture_block_inputs", "run_block", "quantize_blocks_sequentially",
            "linear_layers"]
 
@@ -106,10 +108,11 @@ def quantize_blocks_sequentially(blocks: list[nn.Module] | nn.ModuleList, inputs
     if next_inputs not in ("quantized", "original"):
         raise ValueError(f"next_inputs must be 'quantized' or 'original', got {next_inputs!r}")
     results: dict[str, object] = {}
-    for index, block in enumerate(tqdm(list(blocks), desc=desc, disable=not progress, leave=False)):
-        outputs = run_block(block, inputs) if next_inputs == "original" else None
-        for name, value in quantize_block(index, block, inputs).items():
-            results[f"blocks.{index}.{name}"] = value
-        inputs = outputs if outputs is not None else run_block(block, inputs)
+    with one_thread():  # searches of many small ops: see helper/threads.py
+        for index, block in enumerate(tqdm(list(blocks), desc=desc, disable=not progress, leave=False)):
+            outputs = run_block(block, inputs) if next_inputs == "original" else None
+            for name, value in quantize_block(index, block, inputs).items():
+                results[f"blocks.{index}.{name}"] = value
+            inputs = outputs if outputs is not None else run_block(block, inputs)
     return results
 

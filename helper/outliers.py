@@ -45,13 +45,21 @@ def _int8_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.clamp(torch.round(rows / scale), -127, 127), scale
 
 
+EXACT_FP32_TERMS = 1024  # int8 x int8 products summed exactly in fp32: 1024 * 127^2 < 2^24
+
+
 def int8_matmul_vectorwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x W^T with int8 x (per-token absmax) and int8 W (per-output-row absmax), integer-exact accumulation."""
     _check(x, weight)
     rows = x.reshape(-1, x.shape[-1]).float()  # (tokens, in)
     x_codes, x_scale = _int8_rows(rows)
     w_codes, w_scale = _int8_rows(weight.float())
-    accumulated = x_codes.double() @ w_codes.double().T  # integers below 2^53: exact, like int32 accumulators
+    accumulated = torch.zeros(rows.shape[0], weight.shape[0], dtype=torch.float64)
+    for start in range(0, rows.shape[1], EXACT_FP32_TERMS):
+        # Each chunk's partial sums are integers below 1024 * 127^2 < 2^24, exact in fp32 (any summation order);
+        # chunks add in float64: the whole sum is exact, like an int32 accumulator, at fp32 GEMM speed.
+        chunk = slice(start, start + EXACT_FP32_TERMS)
+        accumulated += (x_codes[:, chunk] @ w_codes[:, chunk].T).double()
     out = accumulated.float() * x_scale * w_scale.T  # (tokens, out)
     return out.reshape(*x.shape[:-1], weight.shape[0]).to(x.dtype)
 

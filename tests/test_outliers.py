@@ -99,3 +99,17 @@ def test_an_infinite_threshold_is_pure_int8():
 def test_an_overflowing_product_is_an_error_not_nan():
     with pytest.raises(ValueError, match="x W\\^T overflows torch.float32"):
         llm_int8_linear(torch.full((2, 8), 1e38), torch.randn(3, 8, generator=torch.Generator().manual_seed(0)))
+
+
+def test_int8_matmul_is_exact_where_one_fp32_sum_would_not_be():
+    # 1536 products of 127 x 127 sum to 24,774,144 > 2^24: one fp32 accumulation could round, the chunked sum must not.
+    x = torch.full((3, 1536), 127.0)
+    x[1, ::3] = -127.0
+    weight = torch.full((2, 1536), 1.0)
+    weight[1, 1::2] = -1.0
+    out = int8_matmul_vectorwise(x, weight)
+    codes_x = torch.clamp(torch.round(x / (x.abs().amax(1, keepdim=True) / 127)), -127, 127).double()
+    codes_w = torch.clamp(torch.round(weight / (weight.abs().amax(1, keepdim=True) / 127)), -127, 127).double()
+    exact = (codes_x @ codes_w.T) * (x.abs().amax(1, keepdim=True).double() / 127) * \
+        (weight.abs().amax(1, keepdim=True).double().T / 127)
+    torch.testing.assert_close(out, exact.float(), rtol=0, atol=0)
