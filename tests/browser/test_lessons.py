@@ -26,10 +26,19 @@ def _cells(notebook):
     return json.loads(notebook.read_text())["cells"]
 
 
+PROGRESS_BAR = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")  # tqdm's repr: "distil: 0%|  | 0/4 [00:00<?, ?it/s]"
+
+
+def _is_lesson_widget(output) -> bool:
+    """A stored widget the lesson teaches with; a tqdm progress bar (also a widget) is not one."""
+    data = output.get("data", {})
+    return WIDGET_MIME in data and not PROGRESS_BAR.search("".join(data.get("text/plain", "")))
+
+
 def _widget_cells(notebook) -> list[int]:
-    """Indices of the cells whose stored output is a widget."""
+    """Indices of the cells whose stored output is a lesson widget."""
     return [i for i, cell in enumerate(_cells(notebook)) if cell["cell_type"] == "code"
-            and any(WIDGET_MIME in output.get("data", {}) for output in cell["outputs"])]
+            and any(_is_lesson_widget(output) for output in cell["outputs"])]
 
 
 def _stored_images(notebook) -> int:
