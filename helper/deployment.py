@@ -78,6 +78,11 @@ def build_torch_variant(name: str) -> torch.nn.Module:
         replace_linear(model, W4A16Linear, group_size=64)
     if name.endswith("-kernel"):
         to_fused_kernels(model)
+    # from_pretrained memory-maps the fp32 checkpoint: any tensor still viewing the file (the tied embedding,
+    # the norms) keeps the whole mapping alive, and with it every page that building the variant touched.
+    # Copies of what the variant keeps let the mapping go, so resident memory is the variant's own.
+    for tensor in {id(t): t for t in [*model.parameters(), *model.buffers()]}.values():
+        tensor.data = tensor.data.clone()
     return model
 
 

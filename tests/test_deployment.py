@@ -32,6 +32,9 @@ def test_measure_variant_runs_in_a_fresh_process_and_reports_medians():
     assert result["variant"] == "int8-kernel" and result["repeats"] == 3 and len(result["tokens"]) == 3
     assert result["decode_tokens_per_s"] > 0 and result["prefill_tokens_per_s"] > 0
     assert result["peak_rss"] >= result["baseline_rss"]
+    # the memory-mapped fp32 checkpoint is let go: what the process holds is the variant's own weights
+    # (it held the fp32 file too, 3x the weights, before build_torch_variant copied the tensors it keeps)
+    assert result["loaded_rss"] - result["baseline_rss"] < 1.3 * result["weight_bytes"]
     # int8 codes + fp32 scales in the blocks, lm_head in fp32: what the kernels read per token
     model = deployment.build_torch_variant("int8-kernel")
     assert result["bytes_per_token"] == helper.decode_bytes_per_token(model)
