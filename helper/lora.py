@@ -93,6 +93,24 @@ def _quantized_base(linear: nn.Linear, base: str, group_size: int) -> nn.Module 
     return linear.weight.detach().float().clone()
 
 
+class _FrozenBaseMatmul(torch.autograd.Function):
+    """x W^T for a frozen quantized W, dequantized in the forward and again in the backward.
+
+    Plain autograd would keep every layer's dequantized fp32 weight until the backward pass (F.linear saves its
+    weight to compute the input's gradient): the 4-bit base would cost fp32 memory after all. Dequantizing twice,
+    as bitsandbytes' MatMul4Bit does, keeps only the 4-bit codes.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layer: "LoRALinear") -> torch.Tensor:
+        ctx.layer = layer
+        return F.linear(x, layer.base_weight_dequantized().to(x.dtype))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad @ ctx.layer.base_weight_dequantized().to(grad.dtype), None
+
+
 class LoRALinear(nn.Module):
     """y = x W_base^T + b + (alpha / rank) (dropout(x) A^T) B^T, with W_base frozen (NF4, int4 or fp32)."""
 
@@ -134,7 +152,11 @@ class LoRALinear(nn.Module):
         """Dequantized base matmul plus the scaled low-rank update (the base gets no gradient)."""
         if not isinstance(x, torch.Tensor) or x.shape[-1] != self.in_features:
             raise ValueError(f"x must end in {self.in_features} features, got {getattr(x, 'shape', type(x))}")
-        result = F.linear(x, self.base_weight_dequantized().to(x.dtype), self.bias)
+        if self.base_kind == "fp32":  # the stored weight itself: autograd keeps no copy of it
+            result = F.linear(x, self.base_weight.to(x.dtype), self.bias)
+        else:
+            result = _FrozenBaseMatmul.apply(x, self)
+            result = result if self.bias is None else result + self.bias
         return result + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
 
     def extra_repr(self) -> str:

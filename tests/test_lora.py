@@ -51,13 +51,29 @@ def test_matches_peft_outputs_and_gradients(base):
         ours.lora_B.copy_(torch.randn_like(ours.lora_B))  # B != 0 so every gradient is non-trivial
         layer.lora_A["default"].weight.copy_(ours.lora_A)
         layer.lora_B["default"].weight.copy_(ours.lora_B)
-    x = torch.randn(3, 5, 128)
-    out_ours, out_peft = ours(x), reference(x)
+    x = torch.randn(3, 5, 128, requires_grad=True)
+    x_peft = x.detach().clone().requires_grad_()
+    out_ours, out_peft = ours(x), reference(x_peft)
     torch.testing.assert_close(out_ours, out_peft, rtol=1e-6, atol=1e-6)
     (out_ours ** 2).sum().backward()
     (out_peft ** 2).sum().backward()
+    torch.testing.assert_close(x.grad, x_peft.grad, rtol=1e-5, atol=1e-5)  # what flows to earlier layers
     torch.testing.assert_close(ours.lora_A.grad, layer.lora_A["default"].weight.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.lora_B.grad, layer.lora_B["default"].weight.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("base", ["nf4", "int4"])
+def test_a_quantized_base_keeps_no_dequantized_weight_for_the_backward(base):
+    """Autograd saves only activations-sized tensors: the base is dequantized again in the backward."""
+    layer = LoRALinear(_linear(256, 192, bias=False), rank=4, base=base, group_size=64)
+    x = torch.randn(2, 256, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        out = layer(x)
+    assert saved and max(saved) < 192 * 256  # x, A, B, low-rank activations; never the 192 x 256 weight
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, layer.base_weight_dequantized().sum(0) + layer.scaling * (
+        layer.lora_B @ layer.lora_A).sum(0).expand(2, -1), rtol=1e-5, atol=1e-5)
 
 
 def test_initialisation_is_peft_s():
