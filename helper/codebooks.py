@@ -103,11 +103,38 @@ def quantize_blockwise(x: torch.Tensor, codebook: torch.Tensor,
     blocks = _blocks(x, block_size)
     absmax = blocks.abs().amax(dim=1)  # (blocks,)
     normalized = blocks / torch.where(absmax > 0, absmax, torch.ones_like(absmax)).unsqueeze(1)
+    if bool((codebook[1:] > codebook[:-1]).all()):
+        return _nearest_codes_sorted(normalized, codebook).reshape(-1), absmax
+    return _nearest_codes_argmin(normalized, codebook).reshape(-1), absmax
+
+
+def _nearest_codes_argmin(normalized: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """argmin_k |x - c_k| (ties to the lower k) for any codebook, in chunks that bound the (n, levels) distances."""
     codes = torch.empty(normalized.shape, dtype=torch.uint8)
-    for start in range(0, normalized.shape[0], 4096):  # chunks bound the (n, 16) distance matrix
+    for start in range(0, normalized.shape[0], 4096):
         chunk = normalized[start:start + 4096].unsqueeze(-1)
         codes[start:start + 4096] = (chunk - codebook).abs().argmin(dim=-1).to(torch.uint8)
-    return codes.reshape(-1), absmax
+    return codes
+
+
+def _nearest_codes_sorted(normalized: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """argmin's codes for a strictly increasing codebook, by bisection: 5x faster (NF4 over all of SmolLM2).
+
+    The nearest level is the bucket between midpoints or one of its two neighbours (float rounding near a
+    midpoint); the first of the three at the smallest distance is argmin's answer.
+    """
+    last = codebook.numel() - 1
+    bucket = torch.bucketize(normalized, (codebook[1:] + codebook[:-1]) / 2)
+    best, best_distance = None, None
+    for offset in (-1, 0, 1):
+        candidate = (bucket + offset).clamp_(0, last)
+        distance = (normalized - codebook[candidate]).abs()
+        if best is None:
+            best, best_distance = candidate, distance
+        else:
+            closer = distance < best_distance  # strictly: a tie keeps the lower code, as argmin does
+            best, best_distance = torch.where(closer, candidate, best), torch.where(closer, distance, best_distance)
+    return best.to(torch.uint8)
 
 
 def dequantize_blockwise(codes: torch.Tensor, absmax: torch.Tensor, codebook: torch.Tensor,

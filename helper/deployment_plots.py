@@ -96,7 +96,7 @@ def plot_decision_flow(steps: list = DECISION_STEPS) -> Figure:
         _box(ax, 0, y, question, "#dbe9f6")
         ends = [(answer, target) for answer, target in answers if target != "next"]
         for k, (answer, target) in enumerate(ends):
-            ty = y + (0.32 if len(ends) > 1 and k == 0 else -0.32 if len(ends) > 1 else 0)
+            ty = y + (0.36 if len(ends) > 1 and k == 0 else -0.36 if len(ends) > 1 else 0)  # boxes apart
             _box(ax, 7.2, ty, target, "#e3f3e0", width=4.8)
             ax.annotate("", xy=(4.7, ty), xytext=(1.5, y), arrowprops=dict(arrowstyle="->", color="0.3"))
             ax.text(3.1, (y + ty) / 2 + 0.08, answer, ha="center", fontsize=8, color="tab:blue")

@@ -10,6 +10,8 @@ import warnings
 import numpy as np
 import torch
 
+from .validation import check_int_in_range
+
 __all__ = ["set_offline", "quiet_libraries", "seed_everything", "set_up_notebook"]
 
 _OFFLINE_VARIABLES = {
@@ -52,12 +54,16 @@ def seed_everything(seed: int = 0) -> None:
     _ = torch.manual_seed(seed)
 
 
-def set_up_notebook(seed: int = 0, precision: int = 4) -> None:
+def set_up_notebook(seed: int = 0, precision: int = 4, threads: int | None = None) -> None:
     """Seed, set print precision, go offline, silence noise, fix figure defaults; prints the versions used.
 
     Changes global state on purpose (that is its job): seeds, torch/NumPy print options,
-    environment variables, warning filters and matplotlib defaults.
+    environment variables, warning filters and matplotlib defaults. threads, if given, sets torch's intra-op
+    threads: lessons made of many small ops (06, 07) use 1, since on busy shared cores a second thread makes
+    each op wait for a time slice (helper/threads.py has the measurements).
     """
+    if threads is not None:
+        torch.set_num_threads(check_int_in_range(threads, "threads", 1, 1024))
     set_offline()
     quiet_libraries()
     seed_everything(seed)
@@ -85,4 +91,5 @@ def set_up_notebook(seed: int = 0, precision: int = 4) -> None:
     })
     import transformers
 
-    print(f"torch {torch.__version__} | transformers {transformers.__version__} | seed {seed} | offline")
+    shown = "" if threads is None else f" | {threads} thread{'s' if threads > 1 else ''}"
+    print(f"torch {torch.__version__} | transformers {transformers.__version__} | seed {seed} | offline{shown}")

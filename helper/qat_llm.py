@@ -49,6 +49,13 @@ def lsq_fake_quantize(weight: torch.Tensor, scale: torch.Tensor, zero_point: tor
     return _LSQFakeQuantize.apply(weight, scale, zero_point, qmin, qmax)
 
 
+def _fake_quantized(weight: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int,
+                    qmax: int) -> torch.Tensor:
+    """w_hat = (clamp(round(w/s) + z, qmin, qmax) - z) * s per group, no autograd: the forward of both Functions."""
+    # clamp(round(w/s) + z, qmin, qmax) - z = clamp(round(w/s), qmin - z, qmax - z) exactly (small integers)
+    return torch.round(weight / scale).clamp_(qmin - zero_point, qmax - zero_point).mul_(scale)
+
+
 class _LSQFakeQuantize(torch.autograd.Function):
     """The same w_hat and STE/LSQ gradients as autograd through round_ste, saving only w, s and z.
 
@@ -60,9 +67,7 @@ class _LSQFakeQuantize(torch.autograd.Function):
     def forward(ctx, weight, scale, zero_point, qmin, qmax):
         ctx.save_for_backward(weight, scale, zero_point)
         ctx.qmin, ctx.qmax = qmin, qmax
-        # clamp(round(w/s) + z, qmin, qmax) - z = clamp(round(w/s), qmin - z, qmax - z) exactly (small integers)
-        steps = torch.round(weight / scale)
-        return steps.clamp_(qmin - zero_point, qmax - zero_point).mul_(scale)
+        return _fake_quantized(weight, scale, zero_point, qmin, qmax)
 
     @staticmethod
     def backward(ctx, grad):
@@ -99,15 +104,14 @@ class _QATLinearFunction(torch.autograd.Function):
     def forward(ctx, x, weight, scale, zero_point, bias, qmin, qmax):
         ctx.save_for_backward(x, weight, scale, zero_point)
         ctx.qmin, ctx.qmax = qmin, qmax
-        w_hat = torch.round(weight / scale).clamp_(qmin - zero_point, qmax - zero_point).mul_(scale)
+        w_hat = _fake_quantized(weight, scale, zero_point, qmin, qmax)
         return F.linear(x, w_hat.reshape(weight.shape[0], -1), bias)
 
     @staticmethod
     def backward(ctx, grad_output):
         x, weight, scale, zero_point = ctx.saved_tensors
         out_features = weight.shape[0]
-        steps = torch.round(weight / scale)
-        w_hat = steps.clamp_(ctx.qmin - zero_point, ctx.qmax - zero_point).mul_(scale).reshape(out_features, -1)
+        w_hat = _fake_quantized(weight, scale, zero_point, ctx.qmin, ctx.qmax).reshape(out_features, -1)
         grad_x = grad_output @ w_hat if ctx.needs_input_grad[0] else None
         grad_weight = grad_scale = None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:

@@ -27,7 +27,7 @@ def plot_training_curves(losses: dict[str, list[float]], evaluations: dict[str, 
     for (name, value), style in zip(lines.items(), ("--", ":", "-.", (0, (1, 3)))):
         right.axhline(value, color="0.3", linestyle=style, linewidth=1, label=f"{name} ({value:.2f})")
     right.set_xlabel("training step")
-    right.set_ylabel("perplexity on held-out windows")
+    right.set_ylabel("held-out perplexity")
     right.set_title(title or "Perplexity during training", fontsize=10)
     right.legend(fontsize=7)
     fig.tight_layout()

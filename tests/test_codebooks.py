@@ -183,3 +183,21 @@ def test_double_quant_must_be_a_boolean():
 
     with pytest.raises(ValueError, match="double_quant must be True or False"):
         codebook_quantize_model(torch.nn.Sequential(torch.nn.Linear(64, 64)), nf4_codebook(), double_quant="no")
+
+
+@pytest.mark.parametrize("name", ["nf4", "fp4"])
+def test_bisection_finds_argmins_codes_at_midpoints_and_ends(name):
+    """quantize_blockwise bisects a sorted codebook: the same codes as argmin, ties to the lower code."""
+    from helper.codebooks import _nearest_codes_argmin, _nearest_codes_sorted
+
+    torch.manual_seed(0)
+    codebook = (nf4_codebook() if name == "nf4" else bnb_fp4_codebook()).unique()  # strictly increasing
+    midpoints = (codebook[1:] + codebook[:-1]) / 2
+    weight = torch.cat([torch.randn(64 * 300) * 0.05, torch.randn(64 * 20) ** 3,
+                        midpoints.repeat(64)[:64 * (midpoints.numel())] * 0.7, torch.zeros(64)]).reshape(-1, 64)
+    weight[320:320 + midpoints.numel(), 0] = 0.7  # blocks of midpoints x 0.7, absmax 0.7: on the boundaries
+    normalized = weight / weight.abs().amax(1, keepdim=True).clamp_min(1e-30)
+    assert torch.equal(_nearest_codes_sorted(normalized, codebook), _nearest_codes_argmin(normalized, codebook))
+    codes, _ = quantize_blockwise(weight, codebook, 64)
+    assert torch.equal(codes, _nearest_codes_argmin(normalized, codebook).reshape(-1))
+

@@ -8,6 +8,20 @@ import torch
 import helper
 
 
+def test_set_up_notebook_sets_threads_when_asked_and_says_so(capsys):
+    previous = torch.get_num_threads()
+    try:
+        helper.set_up_notebook(threads=1)
+        assert torch.get_num_threads() == 1 and capsys.readouterr().out.rstrip().endswith("| offline | 1 thread")
+        for bad, error in ((0, ValueError), ("1", TypeError), (1.5, TypeError), (True, TypeError)):
+            with pytest.raises(error, match="threads"):
+                helper.set_up_notebook(threads=bad)
+    finally:
+        torch.set_num_threads(previous)
+        torch.set_printoptions(profile="default")
+        np.set_printoptions(precision=8, suppress=False)
+
+
 def test_set_up_notebook_is_offline_seeded_and_says_so(capsys):
     helper.set_up_notebook(seed=3)
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"

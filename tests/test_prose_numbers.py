@@ -78,6 +78,7 @@ ALLOWED: dict[str, dict[str, str]] = {
         "9%": "the equal-storage bench table (bench/results/lesson06_methods.md, README)",
         "10%": "the course's target for int4 (issue 14): within +10 % of fp32",
         "4.195": "the equal-storage bench table: helper.weight_storage_bits at g128, fp16 scales, 4-bit zeros",
+        "23.6": "2992.6 / 127 (printed max |x| over int8's 127 positive levels), the sum done in the sentence",
         "6.667": "exercise 1's solution (H = 2 X^T X / 3), checked by tests/test_exercises_lesson06.py",
         "1.333": "exercise 1's solution, checked by tests/test_exercises_lesson06.py",
         "3.333": "exercise 1's solution, checked by tests/test_exercises_lesson06.py",
