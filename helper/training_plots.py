@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["plot_training_curves", "plot_code_moves"]
 
@@ -30,6 +31,8 @@ def plot_training_curves(losses: dict[str, list[float]], evaluations: dict[str, 
     right.set_ylabel("held-out perplexity")
     right.set_title(title or "Perplexity during training", fontsize=10)
     right.legend(fontsize=7)
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole: no tick at step 2.5
     fig.tight_layout()
     return fig
 
