@@ -62,6 +62,8 @@ $(STAMP): constraints.txt pyproject.toml
 	$(PIP) install -c constraints.txt --find-links '$(WHEELS)' --only-binary llama-cpp-python \
 		llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(PY) -m helper.models
+	# optimum-quanto compiles its C++ CPU extension on first use: once here, not in the middle of lesson 04.
+	$(PY) -c "from optimum.quanto.library.extensions import get_extension; get_extension('quanto_cpp').lib"
 	# torchao's MX / NVFP4 reference code for tests/test_microscaling.py, kept outside .venv: transformers
 	# imports torchao whenever it can, and its import logs warnings into every lesson that loads a model.
 	$(PIP) install --no-deps --target .cache/reference/torchao torchao==0.18.0
