@@ -46,8 +46,9 @@ def times_section(times: Path = TIMES) -> str:
         entry = recorded["lessons"].get(path.name)
         if entry and "note" in entry:
             rows.append(f"| `{path.name}` | {entry['note']} | |")
-        elif entry:
-            rows.append(f"| `{path.name}` | {entry['wall_s'] / 60:.1f} min | {entry['cpu_s'] / 60:.1f} min |")
+        elif entry:  # an optional remark says what the time includes (e.g. a one-time compile)
+            remark = f" ({entry['remark']})" if "remark" in entry else ""
+            rows.append(f"| `{path.name}` | {entry['wall_s'] / 60:.1f} min | {entry['cpu_s'] / 60:.1f} min{remark} |")
         else:
             rows.append(f"| `{path.name}` | not measured yet | not measured yet |")
     c = recorded.get("conditions", {})
