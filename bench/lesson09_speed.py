@@ -1,16 +1,18 @@
-"""make bench: lesson 09's speed and memory table, batch sizes, and llama.cpp's perplexity on our GGUF files.
+"""make bench: lesson 09's speed and memory table, llama.cpp's perplexity on our GGUF files, optionally batch sizes.
 
 Every variant is measured in a fresh process (helper.deployment.measure_variant): median of 5 runs after a
 warm-up, 64-token prompt, 33 new tokens, 2 threads. Then the claims the lesson makes are asserted; the script
 exits non-zero, naming the claim, if one no longer holds. Written to bench/results/lesson09_speed.md and .json.
 
-`python bench/lesson09_speed.py --repeats 3 --new-tokens 17 --batches "" --windows 0` is the quick version
-(fewer runs, no batch sweep, no perplexity table); the results file states which settings made it.
+`python bench/lesson09_speed.py --repeats 3 --new-tokens 17 --windows 0` is the quick version (fewer runs, no
+perplexity table); `--batches 8` adds a whole-model batch sweep (slow: see --batches). The results file
+states which settings made it.
 `--render` rewrites the .md and checks the claims from the stored .json without measuring.
 """
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -76,7 +78,8 @@ def report(data: dict) -> tuple[list[str], list[str]]:
              f"{bandwidth / 1e9:.1f} GB/s, copy {rates['copy'] / 1e9:.1f} GB/s; fp32 matmul 1024^3 "
              f"{data['matmul_flops'] / 1e9:.1f} GFLOP/s. Medians of {settings['repeats']} runs after a warm-up; "
              f"{settings['prompt_tokens']}-token prompt, {settings['new_tokens']} new tokens, batch 1; each variant "
-             "in a fresh process. Machine shared with other jobs while measured: timings are noisy.", "", "```",
+             "in a fresh process." + (f" Load average {data['load_average']:.1f} when it started (the bench "
+                                      "itself uses both cores)." if "load_average" in data else ""), "", "```",
              speed_table_text(results, bandwidth), "```"]
     batch_sizes = [int(b) for b in settings["batches"].split(",") if b.strip()]
     if batch_sizes:
@@ -107,6 +110,7 @@ def report(data: dict) -> tuple[list[str], list[str]]:
 def measure(args: argparse.Namespace) -> dict:
     """Every measurement of the bench, as the JSON it stores."""
     batch_sizes = [int(b) for b in args.batches.split(",") if b.strip()]
+    load_average = os.getloadavg()[0]  # other jobs on the machine slow every timing below
     start = time.perf_counter()
     rates = helper.measure_bandwidth(repeats=7)
     flops = helper.measure_matmul_flops(1024, repeats=7)
@@ -119,7 +123,8 @@ def measure(args: argparse.Namespace) -> dict:
     settings = {k: v for k, v in vars(args).items() if k != "render"}
     return {"settings": settings, "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "bandwidth": rates, "matmul_flops": flops, "variants": results,
-            "batches": batches, "perplexity": ppl, "seconds": time.perf_counter() - start}
+            "batches": batches, "perplexity": ppl, "seconds": time.perf_counter() - start,
+            "load_average": load_average}
 
 
 def main() -> None:
@@ -127,7 +132,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per variant (median), after a warm-up")
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=33)
-    parser.add_argument("--batches", default="8,64", help='batch sizes of the sweep, comma-separated ("" for none)')
+    # No whole-model batch sweep by default: PyTorch's fused CPU kernels redo their work for every row, so at
+    # batch 64 one prefill of 64 tokens takes about half an hour here (2 rows/s measured at batch 1), past
+    # measure_variant's 600 s limit. Lesson 09's section 2 sweeps the batch on one matrix instead.
+    parser.add_argument("--batches", default="", help='batch sizes of the sweep, comma-separated, e.g. "8,64"')
     parser.add_argument("--windows", type=int, default=16, help="perplexity windows of 512 tokens (0 for none)")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: rewrite the .md (and check the claims) from the stored .json")
