@@ -32,7 +32,7 @@ from .speed import (arithmetic_intensity, current_rss_bytes, decode_bound_tokens
 from .deployment import (LLAMA_CPP_VARIANTS, TORCH_VARIANTS, VARIANTS, build_torch_variant, measure_variant,
                          prompt_ids, run_variant, smollm2_folder)
 from .deployment_plots import (DECISION_STEPS, plot_decision_flow, plot_decode_vs_bound, plot_roofline,
-                               speed_table_text)
+                               predicted_rss_bytes, speed_table_text)
 from .llama_cpp import (LLAMA_CPP_INSTALL, LLAMA_CPP_VERSION, LlamaCppMissing, llama_decode_timing, llama_greedy,
                         llama_perplexity, llama_quantize, load_llama, our_gguf_path, require_llama_cpp)
 from .layers import (W2A16Linear, W4A16Linear, W8A16Linear, WnA16Linear, fit_group_size, load_quantized,
@@ -172,7 +172,8 @@ __all__ = [
     "peak_rss_bytes", "release_memory", "reset_peak_rss", "ridge_point", "roofline",
     "LLAMA_CPP_VARIANTS", "TORCH_VARIANTS", "VARIANTS", "build_torch_variant", "measure_variant", "prompt_ids",
     "run_variant", "smollm2_folder",
-    "DECISION_STEPS", "plot_decision_flow", "plot_decode_vs_bound", "plot_roofline", "speed_table_text",
+    "DECISION_STEPS", "plot_decision_flow", "plot_decode_vs_bound", "plot_roofline", "predicted_rss_bytes",
+    "speed_table_text",
     "LLAMA_CPP_INSTALL", "LLAMA_CPP_VERSION", "LlamaCppMissing", "llama_decode_timing", "llama_greedy",
     "llama_perplexity", "llama_quantize", "load_llama", "our_gguf_path", "require_llama_cpp",
 ]

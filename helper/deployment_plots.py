@@ -9,7 +9,7 @@ from matplotlib.patches import FancyBboxPatch
 
 from .speed import arithmetic_intensity, decode_bound_tokens_per_s, roofline
 
-__all__ = ["plot_roofline", "plot_decode_vs_bound", "speed_table_text", "DECISION_STEPS", "plot_decision_flow"]
+__all__ = ["plot_roofline", "plot_decode_vs_bound", "predicted_rss_bytes", "speed_table_text", "DECISION_STEPS", "plot_decision_flow"]
 
 
 def plot_roofline(peak_flops: float, bandwidth: float, bytes_per_weight: dict[str, float],
@@ -54,6 +54,11 @@ def plot_decode_vs_bound(results: list[dict], bandwidth: float) -> Figure:
     return fig
 
 
+def predicted_rss_bytes(result: dict) -> int:
+    """A measured variant's predicted resident memory: its process baseline + its weights + its KV cache."""
+    return result["baseline_rss"] + result["weight_bytes"] + result["kv_cache_bytes"]
+
+
 def speed_table_text(results: list[dict], bandwidth: float) -> str:
     """One line per variant: bytes/token, bound and measured decode tokens/s, fraction, prefill, memory."""
     header = (f"{'variant':<16} {'MB/token':>8} {'bound t/s':>9} {'decode t/s':>10} {'of bound':>8} "
@@ -61,7 +66,7 @@ def speed_table_text(results: list[dict], bandwidth: float) -> str:
     lines = [header, "-" * len(header)]
     for r in results:
         bound = decode_bound_tokens_per_s(r["bytes_per_token"], bandwidth)
-        predicted = r["baseline_rss"] + r["weight_bytes"] + r["kv_cache_bytes"]
+        predicted = predicted_rss_bytes(r)
         lines.append(f"{r['variant']:<16} {r['bytes_per_token'] / 1e6:>8.1f} {bound:>9.1f} "
                      f"{r['decode_tokens_per_s']:>10.1f} {r['decode_tokens_per_s'] / bound:>8.0%} "
                      f"{r['prefill_tokens_per_s']:>11.1f} {r['peak_rss'] / 1e6:>8.0f} {predicted / 1e6:>12.0f} "

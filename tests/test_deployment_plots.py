@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from helper.deployment_plots import (DECISION_STEPS, plot_decision_flow, plot_decode_vs_bound, plot_roofline,  # noqa: E402
-                                     speed_table_text)
+                                     predicted_rss_bytes, speed_table_text)
 
 
 def _result(name, bytes_per_token, decode):
@@ -22,6 +22,7 @@ def test_speed_table_states_each_fraction_of_the_bound():
     assert fp32[:5] == ["fp32", "500.0", "20.0", "10.0", "50%"]  # 10 GB/s / 500 MB = 20 tokens/s
     assert q4[:5] == ["q4", "100.0", "100.0", "60.0", "60%"]
     assert fp32[-1] == f"{920 / 901:.2f}"  # peak / (baseline + weights + KV)
+    assert predicted_rss_bytes(results[0]) == 901e6
 
 
 def test_figures_draw():
